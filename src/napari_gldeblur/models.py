@@ -1,0 +1,110 @@
+"""Bundled weights and safe checkpoint I/O: ``load_model("lite" | "paper" | path)``.
+
+A checkpoint is a plain dict saved with ``torch.save`` and always loaded with ``weights_only=True``
+(no arbitrary pickles): ``{"config": {...}, "phase", "step", "model": state_dict, "optimizer":
+state_dict | None, "metrics": {...}}``. The bundled ``weights/lite.pt`` is such a dict without optimizer
+state; its SHA-256 sits beside it in ``lite.sha256`` and is verified before loading.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .network import CONFIGS, DBAFNet, NetConfig
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUNDLED = {"lite": WEIGHTS_DIR / "lite.pt"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or not ours; the message names the file."""
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``); raise CheckpointError with the file name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, not a torch file, or a pickle with foreign objects
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not a napari-gldeblur checkpoint (no 'model'/'config' entries)")
+    return ckpt
+
+
+def write_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
+    """Save atomically (temp file + rename) so an interrupted save never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> DBAFNet:
+    """Build the network a checkpoint describes and load its weights."""
+    try:
+        net = DBAFNet(NetConfig(**ckpt["config"]))
+        net.load_state_dict(ckpt["model"])
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{source} does not match the network: {str(e).splitlines()[0][:200]}") from None
+    return net
+
+
+def verify_bundled(name: str) -> Path:
+    """Path of a bundled weight file after checking its SHA-256 against the shipped checksum."""
+    path = BUNDLED[name]
+    expected = path.with_suffix(".sha256").read_text().split()[0]
+    actual = sha256(path)
+    if actual != expected:
+        raise CheckpointError(f"bundled weights {path.name} are damaged (sha256 {actual[:12]}… != {expected[:12]}…)")
+    return path
+
+
+def bundled_available(name: str = "lite") -> bool:
+    return name in BUNDLED and BUNDLED[name].is_file()
+
+
+def load_model(model: str | os.PathLike = "lite") -> DBAFNet:
+    """``"lite"`` (bundled, trained), ``"paper"`` (paper-size, random weights) or a checkpoint path."""
+    if isinstance(model, str) and model in CONFIGS:
+        if bundled_available(model):
+            ckpt = read_checkpoint(verify_bundled(model))
+            return model_from_checkpoint(ckpt, f"bundled {model}").eval()
+        if model == "lite":
+            warnings.warn("bundled 'lite' weights are not installed: using an UNTRAINED network", stacklevel=2)
+        return DBAFNet(CONFIGS[model]).eval()
+    path = Path(model)
+    return model_from_checkpoint(read_checkpoint(path), str(path)).eval()
+
+
+def model_info(model: str | os.PathLike = "lite") -> dict[str, Any]:
+    """Config, phase, step and metrics of a model without building it (for GUIs and ``gldeblur eval``)."""
+    if isinstance(model, str) and model in CONFIGS:
+        if not bundled_available(model):
+            return {"config": CONFIGS[model].as_dict(), "trained": False}
+        model = verify_bundled(model)
+    ckpt = read_checkpoint(model)
+    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")} | {"trained": True}
