@@ -1,0 +1,446 @@
+"""The Deblur dock widget: a thin magicgui form over ``inference.Deblurrer``, run in a napari thread worker.
+
+The worker walks the layer frame by frame (any leading T/Z axes) and yields progress per tile, so the
+viewer stays responsive, the progress bar moves and Cancel stops between tiles. Results become four
+layers named after the source: ``<name> deblurred``, ``<name> local features``, ``<name> global
+features`` and ``<name> attention mask``; running again on the same layer updates them in place.
+Every failure becomes one napari notification with a one-line reason; the widget stays usable.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
+
+import napari.layers
+import napari.viewer
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ._events import models_changed
+
+if TYPE_CHECKING:
+    from napari.qt.threading import GeneratorWorker
+
+log = logging.getLogger(__name__)
+
+BROWSE = "<browse>"  # value of the model chooser's "Browse…" entry
+SUFFIX = {"image": "deblurred", "local": "local features", "global": "global features", "attention": "attention mask"}
+FEATURE_ROLES = ("local", "global", "attention")
+# Feature maps are floats in [0, 1]: perceptually uniform colormaps, one per map so they are told apart.
+FEATURE_STYLE = {
+    "local": {"colormap": "magma", "opacity": 0.7},
+    "global": {"colormap": "viridis", "opacity": 0.7},
+    "attention": {"colormap": "turbo", "opacity": 0.6},
+}
+META_KEY = "napari_gldeblur"  # layer.metadata entry marking our outputs: {"role", "source"}
+
+
+def user_models_dir() -> Path:
+    """Folder where the training widget saves checkpoints; the model chooser lists its ``*.pt`` files."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-gldeblur")) / "models"
+
+
+def list_user_models(folder: Path | None = None) -> list[Path]:
+    """Checkpoints in the user models folder, newest first (so a model just trained is at the top)."""
+    folder = user_models_dir() if folder is None else folder
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.pt") if p.is_file()]
+    return sorted(files, key=lambda p: (-p.stat().st_mtime, p.name))
+
+
+def cuda_device_name() -> Optional[str]:
+    """Name of the first CUDA device, or None when torch sees no usable GPU."""
+    import torch
+
+    try:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # a broken driver must not break the widget
+        return None
+
+
+def output_name(source: str, role: str) -> str:
+    return f"{source} {SUFFIX[role]}"
+
+
+def check_layer(layer: Any) -> napari.layers.Image:
+    """The layer to deblur, or ValueError with a one-line reason the user can act on."""
+    if layer is None:
+        raise ValueError("No image layer to deblur: open an image first (File > Open, or File > Open Sample).")
+    if not isinstance(layer, napari.layers.Image):
+        kind = type(layer).__name__
+        raise ValueError(f"'{layer.name}' is a {kind} layer: deblurring needs an Image layer.")
+    if layer.multiscale:
+        raise ValueError(f"'{layer.name}' is multiscale: deblurring works on single-resolution images only.")
+    if layer.rgb and layer.data.shape[-1] not in (3, 4):
+        raise ValueError(f"'{layer.name}' has {layer.data.shape[-1]} channels: expected RGB or RGBA.")
+    if np.iscomplexobj(np.empty(0, layer.data.dtype)) or layer.data.dtype == bool:
+        raise ValueError(f"'{layer.name}' has {layer.data.dtype} pixels: deblurring needs integer or float images.")
+    return layer
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a notification: what went wrong and, where we know, what to do about it."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "Out of memory while deblurring: choose a smaller tile size (e.g. 256) or the CPU device."
+    if isinstance(exc, (ValueError, OSError)):  # includes CheckpointError: messages already name the file
+        return text
+    return f"Deblurring failed: {type(exc).__name__}: {text}"
+
+
+@dataclass
+class Job:
+    """What one run needs, captured in the main thread so the worker never touches layers."""
+
+    data: Any  # the layer's array (numpy, dask, ...), read frame by frame
+    rgb: bool
+    model: str
+    device: str
+    tile: Optional[int]
+    features: bool
+
+
+@dataclass
+class Outcome:
+    """What the worker returns: result arrays by role, or a one-line error."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    error: Optional[str] = None
+    frames: int = 0
+    seconds: float = 0.0
+    device: str = ""
+
+
+def frame_shape(data_shape: tuple[int, ...], rgb: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split a layer shape into (leading stack axes, one frame's shape)."""
+    k = 3 if rgb else 2
+    return tuple(data_shape[:-k]), tuple(data_shape[-k:])
+
+
+def make_deblurrer(model: str, device: str, tile: Optional[int]):
+    """The inference engine for a model/device/tile choice (imported lazily: it pulls in torch)."""
+    from .inference import Deblurrer
+
+    return Deblurrer(model=model, device=device, tile=tile)
+
+
+def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
+    """Deblur every frame, yielding (done, total) tile progress; returns an Outcome (never raises)."""
+    t0 = time.perf_counter()
+    try:
+        deblurrer = (deblurrer_factory or make_deblurrer)(job.model, job.device, job.tile)
+        stack, fshape = frame_shape(tuple(job.data.shape), job.rgb)
+        n = int(np.prod(stack)) if stack else 1
+        arrays: dict[str, np.ndarray] = {}
+        for i, index in enumerate(np.ndindex(*stack) if stack else [()]):
+            frame = np.asarray(job.data[index])
+            result = None
+            for item in deblurrer.steps(frame):
+                if hasattr(item, "image"):  # the DeblurResult comes last
+                    result = item
+                else:
+                    done, total = item
+                    yield i * total + done, n * total
+            if result is None:  # the engine stopped without a result: treat as a cancellation
+                return Outcome(error="Deblurring stopped before finishing.")
+            store_frame(arrays, index, result, stack, job)
+        return Outcome(arrays, frames=n, seconds=time.perf_counter() - t0, device=str(getattr(deblurrer, "device", "")))
+    except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
+        log.debug("deblurring failed", exc_info=exc)
+        return Outcome(error=describe_error(exc))
+
+
+def store_frame(arrays: dict[str, np.ndarray], index: tuple, result: Any, stack: tuple[int, ...], job: Job) -> None:
+    """Copy one frame's result into the stack arrays, allocating them on the first frame."""
+    maps = {"image": result.image}
+    if job.features:
+        maps |= {"local": result.local_features, "global": result.global_features, "attention": result.attention}
+    for role, value in maps.items():
+        if value is None:
+            continue
+        value = np.asarray(value)
+        if role not in arrays:
+            dtype = value.dtype if role == "image" else np.float32
+            arrays[role] = np.empty(stack + value.shape, dtype=dtype)
+        arrays[role][index] = value
+
+
+def reset_in_order(combo: ComboBox, choices: list[tuple[str, Any]], fallback: Any = None) -> None:
+    """Show ``choices`` (what ``combo``'s choices callable returns) in order, keeping the value when it survives.
+
+    magicgui's ``reset_choices`` only appends new names, so a renamed or re-sorted entry would land at the end.
+    """
+    current = combo.value
+    names, values = [name for name, _ in choices], [value for _, value in choices]
+    with combo.changed.blocked():
+        combo.reset_choices()
+        if [combo.native.itemText(i) for i in range(combo.native.count())] != names:
+            combo.native.clear()
+            combo.reset_choices()
+        keep = current if any(v is current or v == current for v in values) else fallback
+        if keep is not None and any(v is keep or v == keep for v in values):
+            combo.value = keep
+    if not (combo.value is current or combo.value == current):
+        combo.changed.emit(combo.value)
+
+
+class DeblurWidget(Container):
+    """Dock widget: pick an Image layer and a model, press Deblur, get the result and the branch feature maps."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.worker: Optional[GeneratorWorker] = None
+        self._extra_models: list[str] = []  # checkpoint files chosen with "Browse…" this session
+        self._last_model = "lite"
+        self._source: Optional[napari.layers.Image] = None
+        self._ask_checkpoint = self._checkpoint_dialog  # replaceable in tests (no modal dialog there)
+
+        self.layer = ComboBox(label="image", choices=self._layer_choices, nullable=False,
+                              tooltip="Image layer to deblur (RGB, gray, 8/16-bit or float; stacks frame by frame)")
+        self.model = ComboBox(label="model", choices=self._model_choices, value="lite",
+                              tooltip=f"Bundled model, your trained models ({user_models_dir()}) or any checkpoint file")
+        self.device = ComboBox(label="device", choices=self._device_choices(), value="auto",
+                               tooltip="auto uses the GPU when CUDA is available")
+        self.tile = SpinBox(label="tile size", value=0, min=0, max=8192, step=64,
+                            tooltip="Process in tiles of this many pixels to save memory; auto picks one for the device")
+        self.tile.native.setSpecialValueText("auto")
+        self.add_features = CheckBox(text="add branch feature layers", value=True,
+                                     tooltip="Also add the local/global branch features and the attention mask")
+        self.show_features = CheckBox(text="show feature layers", value=False,
+                                      tooltip="Feature layers start visible (otherwise toggle them in the layer list)")
+        self.run_button = PushButton(text="Deblur")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1, visible=True)
+        self.status = Label(value="")
+        self.extend([self.layer, self.model, self.device, self.tile, self.add_features, self.show_features,
+                     self.run_button, self.cancel_button, self.progress, self.status])
+
+        self.run_button.changed.connect(lambda: self.deblur())
+        self.cancel_button.changed.connect(self.cancel)
+        self.model.changed.connect(self._on_model_changed)
+        self.show_features.changed.connect(self._apply_feature_visibility)
+        models_changed.connect(self._on_models_saved)
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            emitter.connect(self._on_layers_changed)
+        for lyr in viewer.layers:
+            lyr.events.name.connect(self._on_layers_changed)
+        self._install_refresh_on_show()
+        self.native.destroyed.connect(self._teardown)
+
+    # --- choices ---------------------------------------------------------------------------------
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, napari.layers.Image]]:
+        """Image layers in the viewer, skipping our own feature maps (they are not photos)."""
+        return [(lyr.name, lyr) for lyr in self.viewer.layers
+                if isinstance(lyr, napari.layers.Image) and lyr.metadata.get(META_KEY, {}).get("role") not in FEATURE_ROLES]
+
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        from .models import bundled_available
+
+        lite = "lite (bundled)" if bundled_available("lite") else "lite (bundled weights missing: untrained)"
+        items = [(lite, "lite")]
+        seen = {"lite"}
+        for path in list_user_models():
+            items.append((f"{path.stem} (your model)", str(path)))
+            seen.add(str(path))
+        for path in self._extra_models:
+            if path not in seen and Path(path).is_file():
+                items.append((f"{Path(path).name} ({Path(path).parent})", path))
+                seen.add(path)
+        items.append(("Browse…", BROWSE))
+        return items
+
+    @staticmethod
+    def _device_choices() -> list[tuple[str, str]]:
+        gpu = cuda_device_name()
+        return [(f"auto ({'CUDA' if gpu else 'CPU'})", "auto"), ("CPU", "cpu"),
+                (f"CUDA ({gpu})" if gpu else "CUDA (not available)", "cuda")]
+
+    def refresh_models(self) -> None:
+        """Re-list checkpoints (the training widget may have saved one); keeps the current choice if it still exists."""
+        with self.model.changed.blocked():
+            reset_in_order(self.model, self._model_choices(), fallback="lite")
+        self._last_model = self.model.value
+
+    def add_model(self, path: str | Path) -> None:
+        """Offer a checkpoint file in the chooser and select it (what "Browse…" does after the dialog)."""
+        path = str(Path(path).expanduser().resolve())
+        if path not in self._extra_models:
+            self._extra_models.append(path)
+        self.refresh_models()
+        self.model.value = path
+
+    def _on_model_changed(self, value: str) -> None:
+        if value != BROWSE:
+            self._last_model = value
+            return
+        path = self._ask_checkpoint()
+        if path:
+            self.add_model(path)
+        else:  # dialog cancelled: back to what was selected before
+            with self.model.changed.blocked():
+                self.model.value = self._last_model
+
+    def _checkpoint_dialog(self) -> Optional[str]:
+        from qtpy.QtWidgets import QFileDialog
+
+        start = user_models_dir() if user_models_dir().is_dir() else Path.home()
+        path, _ = QFileDialog.getOpenFileName(self.native, "Choose a napari-gldeblur checkpoint", str(start),
+                                              "Checkpoints (*.pt *.pth);;All files (*)")
+        return path or None
+
+    def _on_models_saved(self, _path: Any = None) -> None:
+        self.refresh_models()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self._on_layers_changed)
+        reset_in_order(self.layer, self._layer_choices())
+
+    def _install_refresh_on_show(self) -> None:
+        """Refresh the model list whenever the dock is shown or the model chooser is clicked/focused."""
+        from qtpy.QtCore import QEvent, QObject
+
+        refresh = self.refresh_models
+
+        class _Refresher(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+                if event.type() in (QEvent.Show, QEvent.FocusIn, QEvent.MouseButtonPress):
+                    refresh()
+                return False
+
+        self._refresher = _Refresher(self.native)
+        self.native.installEventFilter(self._refresher)
+        self.model.native.installEventFilter(self._refresher)
+
+    # --- running ---------------------------------------------------------------------------------
+    def deblur(self, layer: Any = None) -> Optional[GeneratorWorker]:
+        """Start deblurring ``layer`` (default: the chosen one) in a thread worker; None if it cannot start."""
+        if self.worker is not None:
+            show_warning("Deblurring is already running: wait for it or press Cancel.")
+            return None
+        try:
+            source = check_layer(self.layer.value if layer is None else layer)
+            job = self._make_job(source)
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
+        self._source = source
+        worker = thread_worker(run_job, start_thread=False)(job)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        self.status.value = f"deblurring '{source.name}'…"
+        worker.start()
+        return worker
+
+    def _make_job(self, source: napari.layers.Image) -> Job:
+        model, device = self.model.value, self.device.value
+        if model == BROWSE:
+            raise ValueError("Choose a model first.")
+        if device == "cuda" and cuda_device_name() is None:
+            raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
+        tile = int(self.tile.value) or None
+        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value))
+
+    def cancel(self) -> None:
+        """Ask the worker to stop after the current tile."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelling…"
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+        if running:
+            self.progress.max, self.progress.value = 1, 0
+
+    def _on_progress(self, value: tuple[int, int]) -> None:
+        done, total = value
+        self.progress.max = max(int(total), 1)
+        self.progress.value = min(int(done), self.progress.max)
+
+    def _on_returned(self, outcome: Outcome) -> None:
+        source = self._source
+        if outcome.error:
+            show_error(outcome.error)
+            self.status.value = "failed: " + outcome.error
+            return
+        if source is None or source not in self.viewer.layers:
+            show_warning("The source layer was removed while deblurring: result discarded.")
+            return
+        self.show_results(source, outcome.arrays)
+        self.progress.value = self.progress.max
+        frames = f"{outcome.frames} frames" if outcome.frames > 1 else "1 image"
+        self.status.value = f"done: {frames} in {outcome.seconds:.1f} s on {outcome.device or self.device.value}"
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled"
+        show_info("Deblurring cancelled.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._source = None
+        self._set_running(False)
+
+    def _teardown(self, *_: Any) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+        models_changed.disconnect(self._on_models_saved)
+        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                        self.viewer.layers.events.reordered):
+            emitter.disconnect(self._on_layers_changed)
+
+    # --- results ---------------------------------------------------------------------------------
+    def show_results(self, source: napari.layers.Image, arrays: dict[str, np.ndarray]) -> list[napari.layers.Image]:
+        """Add or update the output layers of ``source``; drop stale maps this model did not produce."""
+        placement = {k: getattr(source, k) for k in ("scale", "translate", "rotate", "shear", "affine")}
+        placement["affine"] = source.affine.affine_matrix
+        out = [self._upsert(source, "image", arrays["image"], placement, rgb=source.rgb,
+                            contrast_limits=source.contrast_limits, gamma=source.gamma,
+                            colormap=None if source.rgb else source.colormap, blending=source.blending)]
+        for role in FEATURE_ROLES:
+            if role in arrays:
+                out.append(self._upsert(source, role, arrays[role], placement, rgb=False, contrast_limits=(0.0, 1.0),
+                                        blending="translucent", **FEATURE_STYLE[role]))
+            elif output_name(source.name, role) in self.viewer.layers:
+                self.viewer.layers.remove(output_name(source.name, role))
+        return out
+
+    def _upsert(self, source: napari.layers.Image, role: str, data: np.ndarray, placement: dict, **style: Any):
+        name = output_name(source.name, role)
+        style = {k: v for k, v in style.items() if v is not None}
+        meta = {META_KEY: {"role": role, "source": source.name}}
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(old, napari.layers.Image) and old.rgb == style["rgb"] and old.ndim == data.ndim - style["rgb"]:
+            old.data = data  # in place: keeps the user's position in the layer list and visibility
+            for key, value in {**placement, **style}.items():
+                if key not in ("rgb", "opacity", "colormap", "blending"):  # keep what the user may have restyled
+                    setattr(old, key, value)
+            old.metadata.update(meta)
+            return old
+        if old is not None:
+            self.viewer.layers.remove(old)
+        visible = True if role == "image" else bool(self.show_features.value)
+        return self.viewer.add_image(data, name=name, metadata=meta, visible=visible, **placement, **style)
+
+    def _apply_feature_visibility(self, show: bool) -> None:
+        """Show or hide the feature layers of the chosen source (the setting applies to existing ones too)."""
+        source = self.layer.value
+        if source is None:
+            return
+        for role in FEATURE_ROLES:
+            name = output_name(source.name, role)
+            if name in self.viewer.layers:
+                self.viewer.layers[name].visible = bool(show)

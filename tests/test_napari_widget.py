@@ -1,0 +1,230 @@
+"""The Deblur dock widget in a real napari viewer (run under Xvfb: xvfb-run -a pytest)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_gldeblur import _widget  # noqa: E402
+from napari_gldeblur._events import models_changed  # noqa: E402
+from napari_gldeblur._widget import BROWSE, DeblurWidget, describe_error, user_models_dir  # noqa: E402
+
+pytestmark = pytest.mark.napari
+ROLES = ("deblurred", "local features", "global features", "attention mask")
+
+
+@pytest.fixture
+def notes(monkeypatch) -> dict[str, list[str]]:
+    """Capture the widget's notifications by level."""
+    seen: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
+    for level in seen:
+        monkeypatch.setattr(_widget, f"show_{level}", seen[level].append)
+    return seen
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, tiny_checkpoint):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gldeblur", "Deblur")
+    widget.add_model(tiny_checkpoint)
+    return viewer, widget
+
+
+def run(qtbot, widget: DeblurWidget, layer=None) -> None:
+    """Click Deblur (or start on ``layer``) and wait until the worker has finished."""
+    if layer is None:
+        widget.run_button.native.click()
+    else:
+        widget.deblur(layer)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+
+
+def outputs(viewer, name: str) -> list:
+    return [viewer.layers[f"{name} {r}"] for r in ROLES if f"{name} {r}" in viewer.layers]
+
+
+def test_widget_opens_from_manifest_and_sits_in_filter_menu(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gldeblur", "Deblur")
+    assert isinstance(widget, DeblurWidget)
+    filter_menu = get_app_model().menus.get_menu("napari/layers/filter")
+    assert "napari-gldeblur.deblur_widget" in [getattr(item, "command", None) and item.command.id for item in filter_menu]
+
+
+def test_deblur_rgb_adds_four_layers_with_source_geometry(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(0)
+    src = viewer.add_image(rng.integers(0, 256, (37, 50, 3), dtype=np.uint8), name="photo",
+                           scale=(2.0, 3.0), translate=(5.0, -4.0))
+    widget.layer.value = src
+    assert widget.run_button.enabled
+    run(qtbot, widget)
+    assert notes["error"] == []
+    out = outputs(viewer, "photo")
+    assert [lyr.name for lyr in out] == [f"photo {r}" for r in ROLES]
+    deblurred, *features = out
+    assert deblurred.data.shape == (37, 50, 3) and deblurred.data.dtype == np.uint8 and deblurred.rgb
+    assert deblurred.contrast_limits == src.contrast_limits
+    for lyr in features:
+        assert lyr.data.shape == (37, 50) and lyr.data.dtype == np.float32 and not lyr.rgb
+        assert 0.0 <= lyr.data.min() and lyr.data.max() <= 1.0
+        assert lyr.contrast_limits == [0.0, 1.0] and lyr.opacity < 1 and not lyr.visible
+    assert len({lyr.colormap.name for lyr in features}) == 3
+    for lyr in out:
+        np.testing.assert_allclose(lyr.scale, src.scale)
+        np.testing.assert_allclose(lyr.translate, src.translate)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    assert widget.progress.value == widget.progress.max > 1  # one step per tile at least
+    assert widget.layer.value is src  # the chooser does not jump to the new layers
+
+
+def test_rerun_replaces_outputs_in_place(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.random.default_rng(1).random((24, 30), dtype=np.float32), name="cells")
+    run(qtbot, widget, src)
+    first = outputs(viewer, "cells")
+    src.data = np.random.default_rng(2).random((24, 30), dtype=np.float32)
+    run(qtbot, widget, src)
+    second = outputs(viewer, "cells")
+    assert len(viewer.layers) == 5 and [id(x) for x in first] == [id(x) for x in second]
+    assert second[0].data.dtype == np.float32
+    assert notes["error"] == []
+
+
+def test_uint16_stack_is_processed_frame_by_frame(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    stack = np.random.default_rng(3).integers(0, 4096, (3, 20, 28), dtype=np.uint16)
+    src = viewer.add_image(stack, name="stack", scale=(1.0, 0.5, 0.5), contrast_limits=(0, 4095))
+    progress = []
+    worker = widget.deblur(src)
+    worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert notes["error"] == []
+    deblurred, *features = outputs(viewer, "stack")
+    assert deblurred.data.shape == stack.shape and deblurred.data.dtype == np.uint16
+    assert tuple(deblurred.contrast_limits) == (0, 4095)
+    assert all(f.data.shape == stack.shape and f.data.dtype == np.float32 for f in features)
+    assert progress[-1][0] == progress[-1][1] and progress[-1][1] >= 3  # at least one step per frame
+    assert not np.array_equal(deblurred.data[0], deblurred.data[1])  # each frame is its own result
+
+
+def test_cancel_stops_without_adding_layers(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.zeros((6, 64, 64), np.uint8), name="long")
+    widget.tile.value = 64
+    worker = widget.deblur(src)
+    assert not widget.run_button.enabled and widget.cancel_button.enabled
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert worker.abort_requested
+    assert outputs(viewer, "long") == [] and len(viewer.layers) == 1
+    assert notes["info"] == ["Deblurring cancelled."] and notes["error"] == []
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    run(qtbot, widget, src)  # still usable
+    assert len(outputs(viewer, "long")) == 4
+
+
+def test_no_image_and_labels_layer_are_notifications(viewer_widget, notes):
+    viewer, widget = viewer_widget
+    widget.run_button.native.click()
+    assert widget.worker is None and "No image layer" in notes["error"][-1]
+    labels = viewer.add_labels(np.zeros((8, 8), np.int32), name="masks")
+    assert widget.layer.choices == ()  # labels are not offered
+    assert widget.deblur(labels) is None
+    assert notes["error"][-1] == "'masks' is a Labels layer: deblurring needs an Image layer."
+    assert "\n" not in "".join(notes["error"])
+
+
+def test_bad_checkpoint_is_one_line_error_and_widget_stays_usable(viewer_widget, qtbot, notes, tmp_path,
+                                                                 tiny_checkpoint):
+    viewer, widget = viewer_widget
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    src = viewer.add_image(np.zeros((16, 16), np.uint8), name="img")
+    widget.add_model(bad)
+    run(qtbot, widget, src)
+    assert len(notes["error"]) == 1 and "broken.pt" in notes["error"][0] and "\n" not in notes["error"][0]
+    assert outputs(viewer, "img") == [] and widget.run_button.enabled
+    widget.model.value = str(tiny_checkpoint)
+    run(qtbot, widget, src)
+    assert len(outputs(viewer, "img")) == 4 and len(notes["error"]) == 1
+
+
+def test_out_of_memory_in_worker_is_a_notification(viewer_widget, qtbot, notes, monkeypatch):
+    viewer, widget = viewer_widget
+
+    def exhausted(*_args):
+        raise MemoryError("Unable to allocate 12.0 GiB")
+
+    monkeypatch.setattr(_widget, "make_deblurrer", exhausted)
+    run(qtbot, widget, viewer.add_image(np.zeros((16, 16), np.uint8), name="img"))
+    assert notes["error"] == ["Out of memory while deblurring: choose a smaller tile size (e.g. 256) or the CPU device."]
+    assert widget.run_button.enabled
+
+
+def test_describe_error_is_one_line():
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    assert describe_error(OutOfMemoryError("CUDA out of memory.\nTried to allocate")).startswith("Out of memory")
+    assert describe_error(ValueError("checkpoint not found: x.pt\nmore")) == "checkpoint not found: x.pt"
+    assert describe_error(KeyError("boom")) == "Deblurring failed: KeyError: 'boom'"
+
+
+def test_layer_chooser_follows_layer_list(viewer_widget):
+    viewer, widget = viewer_widget
+    a = viewer.add_image(np.zeros((8, 8)), name="a")
+    viewer.add_points(np.zeros((1, 2)))
+    b = viewer.add_image(np.zeros((8, 8)), name="b")
+    assert [c for c in widget.layer.choices] == [a, b]
+    a.name = "renamed"
+    assert [widget.layer.native.itemText(i) for i in range(widget.layer.native.count())] == ["renamed", "b"]
+    viewer.layers.remove(a)
+    assert list(widget.layer.choices) == [b]
+
+
+def test_model_chooser_lists_user_checkpoints_and_browse(viewer_widget, tmp_path, make_checkpoint):
+    viewer, widget = viewer_widget
+    saved = make_checkpoint(user_models_dir() / "my-model.pt")
+    assert str(saved) not in widget.model.choices
+    models_changed.emit(saved)  # what the training widget does after saving
+    assert str(saved) in widget.model.choices and widget.model.choices[-1] == BROWSE
+    previous = widget.model.value
+    widget._ask_checkpoint = lambda: None  # dialog cancelled
+    widget.model.value = BROWSE
+    assert widget.model.value == previous
+    other = make_checkpoint(tmp_path / "elsewhere" / "other.pt")
+    widget._ask_checkpoint = lambda: str(other)
+    widget.model.value = BROWSE
+    assert widget.model.value == str(other)
+
+
+def test_device_choices_show_availability(viewer_widget):
+    _, widget = viewer_widget
+    labels = [widget.device.native.itemText(i) for i in range(widget.device.native.count())]
+    cuda = _widget.cuda_device_name()
+    assert labels[0] == f"auto ({'CUDA' if cuda else 'CPU'})"
+    assert labels[2] == (f"CUDA ({cuda})" if cuda else "CUDA (not available)")
+
+
+def test_show_features_toggles_existing_feature_layers(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.zeros((16, 16), np.uint8), name="img")
+    widget.layer.value = src
+    run(qtbot, widget)
+    features = outputs(viewer, "img")[1:]
+    assert not any(f.visible for f in features)
+    widget.show_features.value = True
+    assert all(f.visible for f in features)
+
+
+def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="img")
+    widget.add_features.value = False
+    run(qtbot, widget, src)
+    assert [lyr.name for lyr in outputs(viewer, "img")] == ["img deblurred"]
