@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from skimage.io import imsave
+
+from napari_gldeblur import datasets as ds
+
+
+def _write(folder, name, arr):
+    folder.mkdir(parents=True, exist_ok=True)
+    imsave(folder / name, arr, check_contrast=False)
+
+
+def _rgb(seed, h=40, w=40):
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_flat_layout(tmp_path):
+    for i in range(3):
+        _write(tmp_path / "blur", f"{i}.png", _rgb(i))
+        _write(tmp_path / "sharp", f"{i}.png", _rgb(i + 10))
+    pairs = ds.find_pairs(tmp_path)
+    assert [(b.name, s.name) for b, s in pairs] == [(f"{i}.png", f"{i}.png") for i in range(3)]
+
+
+def test_gopro_layout_and_16bit_gray(tmp_path):
+    g16 = (np.random.default_rng(0).random((40, 40)) * 65535).astype(np.uint16)
+    for seq in ("GOPR0001", "GOPR0002"):
+        _write(tmp_path / seq / "blur", "a.tif", g16)
+        _write(tmp_path / seq / "sharp", "a.tif", g16)
+    pairs = ds.find_pairs(tmp_path)
+    assert len(pairs) == 2
+    img = ds.read_image(pairs[0][0])
+    assert img.shape == (40, 40, 3) and img.dtype == np.float32
+    assert np.allclose(img[..., 0], g16 / 65535, atol=1e-6)
+
+
+def test_missing_partner_names_the_file(tmp_path):
+    _write(tmp_path / "blur", "a.png", _rgb(0))
+    _write(tmp_path / "blur", "b.png", _rgb(1))
+    _write(tmp_path / "sharp", "a.png", _rgb(2))
+    with pytest.raises(ValueError, match=r"b\.png has no partner"):
+        ds.find_pairs(tmp_path)
+
+
+def test_size_mismatch_and_unreadable_are_clear(tmp_path):
+    _write(tmp_path / "blur", "a.png", _rgb(0, 40, 40))
+    _write(tmp_path / "sharp", "a.png", _rgb(0, 30, 40))
+    with pytest.raises(ValueError, match="size mismatch.*a.png"):
+        ds.load_pairs([tmp_path])
+    (tmp_path / "sharp" / "a.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image.*a.png"):
+        ds.load_pairs([tmp_path])
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        ds.find_pairs(tmp_path / "nope")
+    with pytest.raises(ValueError, match="no image pairs"):
+        ds.find_pairs(tmp_path)
+
+
+def test_patch_sampler_augments_consistently():
+    rng = np.random.default_rng(0)
+    sharp = rng.random((50, 60, 3)).astype(np.float32)
+    blur = sharp * 0.5
+    s = ds.PatchSampler([(blur, sharp)], patch=16, seed=1)
+    x, y = s.batch(6)
+    assert x.shape == y.shape == (6, 3, 16, 16)
+    assert np.allclose(x.numpy(), 0.5 * y.numpy())  # the same crop, flip and rotation for both
+    with pytest.raises(ValueError, match="smaller than the 64px patch"):
+        ds.PatchSampler([(blur, sharp)], patch=64)
+
+
+def test_split_is_reproducible_and_keeps_training_data():
+    pairs = [(np.full((2, 2, 3), i), np.full((2, 2, 3), i)) for i in range(10)]
+    tr, va = ds.split(pairs, 0.2, seed=3)
+    tr2, va2 = ds.split(pairs, 0.2, seed=3)
+    assert len(va) == 2 and len(tr) == 8
+    assert [p[0][0, 0, 0] for p in va] == [p[0][0, 0, 0] for p in va2]
+    tr, va = ds.split(pairs[:1], 0.5)
+    assert len(tr) == 1 and va == []

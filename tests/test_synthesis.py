@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from napari_gldeblur import synthesis as syn
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return syn.kernel_bank(0)
+
+
+def test_kernel_bank_composition_and_normalisation(bank):
+    kinds = [k.kind for k in bank]
+    assert (kinds.count("motion"), kinds.count("gaussian"), kinds.count("defocus")) == (32, 16, 8)
+    for k in bank:
+        assert k.array.dtype == np.float32 and k.array.min() >= 0
+        assert abs(float(k.array.sum()) - 1) < 1e-5
+
+
+def test_kernel_bank_reproducible_from_seed(bank):
+    again = syn.kernel_bank(0)
+    other = syn.kernel_bank(1)
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(bank, again))
+    assert not all(np.array_equal(a.array, b.array) for a, b in zip(bank[:32], other[:32]))
+
+
+def test_motion_kernels_extend_up_to_about_25px(bank):
+    extents = []
+    for k in bank[:32]:
+        ys, xs = np.nonzero(k.array > 1e-4)
+        extents.append(max(np.ptp(ys), np.ptp(xs)) if len(ys) else 0)
+    assert max(extents) <= 27 and max(extents) >= 12
+
+
+def test_global_blur_reduces_detail_and_keeps_mean():
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64, 3)).astype(np.float32)
+    out = syn.blur_global(img, syn.defocus_kernel(3.0))
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert np.abs(np.diff(out, axis=1)).mean() < 0.5 * np.abs(np.diff(img, axis=1)).mean()
+    assert abs(out.mean() - img.mean()) < 0.01  # reflected borders: no dark frame
+
+
+def test_dynamic_scene_blurs_objects_more_than_background():
+    rng = np.random.default_rng(3)
+    src = syn.procedural_image(rng, 256)
+    others = [syn.procedural_image(rng, 256)]
+    ratios = []
+    for seed in range(4):
+        r = np.random.default_rng(seed)
+        blur, sharp, moving = syn.dynamic_scene(src, others, r, 128, objects=1, camera_px=1.0, return_motion=True)
+        err = np.abs(blur - sharp).mean(-1)
+        inside, outside = moving > 0.5, moving < 0.01
+        assert inside.any() and outside.any()
+        ratios.append(err[inside].mean() / (err[outside].mean() + 1e-6))
+    assert np.median(ratios) > 2.0, ratios
+
+
+def test_make_pair_shapes_and_range():
+    rng = np.random.default_rng(0)
+    src = syn.procedural_image(rng, 200)
+    for kind in ("global", "dynamic", "mixed"):
+        blur, sharp = syn.make_pair(kind, src, np.random.default_rng(1), 64)
+        assert blur.shape == sharp.shape == (64, 64, 3)
+        assert blur.dtype == sharp.dtype == np.float32
+        assert 0 <= blur.min() and blur.max() <= 1
+    with pytest.raises(ValueError, match="unknown blur kind"):
+        syn.make_pair("wobbly", src, rng, 64)
+
+
+def test_iter_pairs_is_reproducible_and_writes_files(tmp_path):
+    src = [syn.procedural_image(np.random.default_rng(0), 160)]
+    a = list(syn.iter_pairs("mixed", src, 3, 48, seed=5))
+    b = list(syn.iter_pairs("mixed", src, 3, 48, seed=5))
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
+    n = syn.write_pairs(tmp_path, iter(a))
+    assert n == 3
+    assert sorted(p.name for p in (tmp_path / "blur").iterdir()) == sorted(p.name for p in (tmp_path / "sharp").iterdir())
+
+
+def test_held_out_images_are_not_training_images():
+    assert not set(syn.HELD_OUT) & set(syn.TRAIN_IMAGES)
+    assert "cat" not in syn.TRAIN_IMAGES  # skimage's cat is chelsea, which is held out

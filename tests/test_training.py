@@ -1,0 +1,132 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gldeblur import models, synthesis
+from napari_gldeblur.cli import main
+from napari_gldeblur.network import DBAFNet, NetConfig
+from napari_gldeblur.training import TrainConfig, phases_for, train
+
+TINY = NetConfig(width=4, blocks=1)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    rng = np.random.default_rng(0)
+    src = [synthesis.procedural_image(rng, 128) for _ in range(2)]
+    return list(synthesis.iter_pairs("mixed", src, 6, 48, seed=0))
+
+
+@pytest.fixture()
+def tiny_ckpt(tmp_path):
+    torch.manual_seed(0)
+    net = DBAFNet(TINY)
+    return models.write_checkpoint(tmp_path / "tiny.pt", {"config": TINY.as_dict(), "model": net.state_dict()})
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory, pairs):
+    d = tmp_path_factory.mktemp("pairs")
+    synthesis.write_pairs(d, iter(pairs))
+    return d
+
+
+def cfg(tmp_path, model, **kw):
+    base = dict(model=str(model), steps=4, batch=2, patch=32, val_every=2, val_size=48, out=str(tmp_path / "out.pt"))
+    return TrainConfig(**(base | kw))
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4)
+    losses = [p.loss for p in train(c, pairs=pairs)]
+    assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+
+
+def test_joint_phase_leaves_global_branch_bit_identical(tmp_path, tiny_ckpt, pairs):
+    before = models.load_model(tiny_ckpt).global_branch.state_dict()
+    list(train(cfg(tmp_path, tiny_ckpt, phase="joint"), pairs=pairs))
+    after = models.load_model(tmp_path / "out.pt")
+    for k, v in after.global_branch.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(after.attention.mask[0].weight, models.load_model(tiny_ckpt).attention.mask[0].weight)
+
+
+def test_branch_phases_train_only_their_branch(tmp_path, tiny_ckpt, pairs):
+    start = models.load_model(tiny_ckpt)
+    list(train(cfg(tmp_path, tiny_ckpt, phase="global"), pairs=pairs))
+    after = models.load_model(tmp_path / "out.pt")
+    assert not torch.equal(after.global_branch.head[0].weight, start.global_branch.head[0].weight)
+    assert torch.equal(after.local_branch.head[0].weight, start.local_branch.head[0].weight)
+
+
+def test_phases_per_variant(tmp_path):
+    assert phases_for(TrainConfig(phase="all", model="scratch:lite"), "DBAF") == ["global", "local", "joint"]
+    assert phases_for(TrainConfig(phase="all"), "LB") == ["end2end"]
+    assert phases_for(TrainConfig(phase=None, model="lite"), "DBAF") == ["joint"]  # fine-tuning default
+    with pytest.raises(ValueError, match="no global branch"):
+        phases_for(TrainConfig(phase="global"), "LB")
+
+
+def test_stop_then_resume_continues_from_saved_step(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=6)
+    seen = []
+    for p in train(c, stop=lambda: len(seen) >= 2, pairs=pairs):
+        seen.append(p.step)
+    assert seen == [1, 2, 3]  # the stop request seen after step 2 ends the run after the step in flight
+    saved = models.read_checkpoint(tmp_path / "out.pt")
+    assert saved["step"] == 3 and saved["optimizer"] is not None
+    resumed = [p.step for p in train(c, pairs=pairs)]
+    assert resumed == [4, 5, 6]
+
+
+def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):
+    list(train(cfg(tmp_path, tiny_ckpt, phase="joint"), pairs=pairs))
+    ck = torch.load(tmp_path / "out.pt", weights_only=True)  # must not need arbitrary pickles
+    assert ck["config"] == TINY.as_dict() and ck["phase"] == "joint" and ck["step"] == 4
+    assert "val_psnr" in ck["metrics"]["joint"]
+
+
+def test_cli_train_all_phases(tmp_path, tiny_ckpt, pair_dir, capsys):
+    out = tmp_path / "cli.pt"
+    rc = main(["train", "--data", str(pair_dir), "--global-data", str(pair_dir), "--model", str(tiny_ckpt),
+               "--phase", "all", "--steps", "2", "--batch", "2", "--patch", "32", "--val-every", "1", "-o", str(out)])
+    assert rc == 0
+    ck = models.read_checkpoint(out)
+    assert ck["phases"] == ["global", "local", "joint"] and ck["phase"] == "joint"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "NOPE"], "data folder not found"),
+    (["--phase", "global"], "needs --global-data"),
+])
+def test_cli_bad_data_is_one_line_error(tmp_path, tiny_ckpt, pair_dir, capsys, args, message):
+    args = [a.replace("NOPE", str(tmp_path / "nope")) for a in args]
+    if "--data" not in args:
+        args += ["--data", str(pair_dir)]
+    rc = main(["train", *args, "--model", str(tiny_ckpt), "--steps", "1", "-o", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_bad_checkpoint_is_one_line_error(tmp_path, pair_dir, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    rc = main(["train", "--data", str(pair_dir), "--model", str(bad), "--steps", "1", "-o", str(tmp_path / "x.pt")])
+    assert rc == 1 and "cannot read checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path, tiny_ckpt, pair_dir):
+    out = tmp_path / "ddp.pt"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "--module", "napari_gldeblur.cli", "train", "--data", str(pair_dir), "--model", str(tiny_ckpt),
+           "--phase", "joint", "--steps", "3", "--batch", "2", "--patch", "32", "--val-every", "3", "-o", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = models.read_checkpoint(out)
+    assert ck["step"] == 3 and ck["phase"] == "joint"
