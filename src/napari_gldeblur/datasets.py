@@ -16,12 +16,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] from an 8/16-bit or float, gray or RGB(A) file; ValueError names the file."""
     from skimage.io import imread
 
+    from .models import first_line
     from .synthesis import as_rgb_float
 
     try:
         return as_rgb_float(imread(path))
     except Exception as e:
-        raise ValueError(f"cannot read image {path}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}") from None
+        raise ValueError(f"cannot read image {path}: {first_line(e)}") from None
 
 
 def _images(folder: Path) -> dict[str, Path]:

@@ -26,6 +26,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt or not ours; the message names the file."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """A one-line description of an exception (its class name when it has no message)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 def sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -42,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, not a torch file, or a pickle with foreign objects
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path} is not a napari-gldeblur checkpoint (no 'model'/'config' entries)")
     return ckpt
@@ -69,7 +75,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> D
         net = DBAFNet(NetConfig(**ckpt["config"]))
         net.load_state_dict(ckpt["model"])
     except (TypeError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{source} does not match the network: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"{source} does not match the network: {first_line(e)}") from None
     return net
 
 

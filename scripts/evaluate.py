@@ -1,0 +1,82 @@
+"""PSNR/SSIM table: blurry input, classical baselines and our models on the held-out synthetic sets and on
+../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
+
+Usage: python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model LB-Net=runs/ablation/LB.pt ...
+       [--data-root data] [--json results.json] [--no-baselines] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_gldeblur.evaluation import BASELINES, evaluate, load_set, model_restorer, psnr
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", action="append", default=[], help="NAME=lite|paper|CKPT")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--gopro", default=str(SHARED))
+    p.add_argument("--json", default=None)
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each set")
+    args = p.parse_args()
+    sets = {"held-out global": [f"{args.data_root}/heldout/global"],
+            "held-out dynamic": [f"{args.data_root}/heldout/dynamic"],
+            "GoPro frames (real)": [args.gopro]}
+    methods = {"blurry input": None}
+    if not args.no_baselines:
+        methods |= BASELINES
+    for spec in args.model:
+        name, _, model = spec.partition("=")
+        methods[name] = model_restorer(model)
+    results: dict = {}
+    for set_name, roots in sets.items():
+        pairs = load_set(roots)
+        if args.limit:
+            pairs = pairs[: args.limit]
+        for m_name, fn in methods.items():
+            t = time.perf_counter()
+            r = evaluate(fn, pairs)
+            r["seconds"] = time.perf_counter() - t
+            results.setdefault(set_name, {})[m_name] = r
+            out = (r.get("output_psnr", r["input_psnr"]), r.get("output_ssim", r["input_ssim"]))
+            print(f"{set_name:22s} {m_name:42s} n={r['n']:3d} PSNR {out[0]:6.2f} SSIM {out[1]:.4f}"
+                  f" ({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        # Sharp input must not be damaged: PSNR of model(sharp) against sharp.
+        for spec in args.model:
+            name, _, model = spec.partition("=")
+            fn = methods[name]
+            vals = [psnr(fn(s), s) for _, s in pairs]
+            results[set_name][name]["sharp_in_psnr"] = float(np.mean(vals))
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def table(results: dict) -> str:
+    sets = list(results)
+    methods = list(next(iter(results.values())))
+    head = "| method | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " |"
+    lines = [head, "|" + "---|" * (len(sets) + 1)]
+    for m in methods:
+        cells = []
+        for s in sets:
+            r = results[s][m]
+            ps, ss = r.get("output_psnr", r["input_psnr"]), r.get("output_ssim", r["input_ssim"])
+            gain = "" if m == "blurry input" else f" ({ps - r['input_psnr']:+.2f})"
+            cells.append(f"{ps:.2f}{gain} / {ss:.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

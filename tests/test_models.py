@@ -1,0 +1,76 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gldeblur import models, synthesis
+from napari_gldeblur.network import DBAFNet, NetConfig
+
+TINY = NetConfig(width=4, blocks=1)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = DBAFNet(TINY)
+    path = models.write_checkpoint(tmp_path / "a.pt", {"config": TINY.as_dict(), "model": net.state_dict(), "step": 7})
+    back = models.load_model(path)
+    assert back.config == TINY
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k])
+    assert models.model_info(path)["step"] == 7
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp file
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_foreign_pickles_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"config": TINY.as_dict(), "model": {}, "payload": Evil()}, path)
+    with pytest.raises(models.CheckpointError, match="cannot read checkpoint"):
+        models.load_model(path)
+
+
+@pytest.mark.parametrize("content, match", [(b"", "cannot read"), (b"\x00garbage", "cannot read")])
+def test_corrupt_files_are_clear_errors(tmp_path, content, match):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(models.CheckpointError, match=match):
+        models.load_model(path)
+    with pytest.raises(models.CheckpointError, match="not found"):
+        models.load_model(tmp_path / "missing.pt")
+
+
+def test_wrong_dict_and_mismatched_weights(tmp_path):
+    p = models.write_checkpoint(tmp_path / "x.pt", {"weights": torch.zeros(1)})
+    with pytest.raises(models.CheckpointError, match="not a napari-gldeblur checkpoint"):
+        models.load_model(p)
+    p = models.write_checkpoint(tmp_path / "y.pt", {"config": NetConfig(8, 1).as_dict(), "model": DBAFNet(TINY).state_dict()})
+    with pytest.raises(models.CheckpointError, match="does not match"):
+        models.load_model(p)
+
+
+def test_paper_model_builds_untrained():
+    assert models.load_model("paper").config.width == 64
+
+
+def test_bundled_weights_ship_with_checksum():
+    assert models.bundled_available("lite"), "src/napari_gldeblur/weights/lite.pt is missing"
+    path = models.verify_bundled("lite")
+    assert path.stat().st_size < 10 * 2**20  # a few MB at most
+    info = models.model_info("lite")
+    assert info["trained"] and info["config"]["variant"] == "DBAF"
+
+
+def test_damaged_bundled_weights_are_detected(tmp_path, monkeypatch):
+    copy = tmp_path / "lite.pt"
+    shutil.copy(models.BUNDLED["lite"], copy)
+    shutil.copy(models.BUNDLED["lite"].with_suffix(".sha256"), tmp_path / "lite.sha256")
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setitem(models.BUNDLED, "lite", copy)
+    with pytest.raises(models.CheckpointError, match="damaged"):
+        models.load_model("lite")
