@@ -35,13 +35,13 @@ def test_float_image_goes_to_tif_exactly_and_is_refused_for_png_and_jpg(tmp_path
     [(data, _, _)] = read_back(write_image(str(tmp_path / "f.tif"), x, {"name": "f"})[0])
     np.testing.assert_array_equal(data, x)
     for ext in (".png", ".jpg"):
-        with pytest.raises(ValueError, match=r"save as \.tif"):
+        with pytest.raises(ValueError, match=r"cannot hold float32 .*use \.tif"):
             write_image(str(tmp_path / f"f{ext}"), x, {"name": "f"})
         assert not (tmp_path / f"f{ext}").exists()
 
 
 def test_uint16_to_jpeg_is_refused_and_uint8_jpeg_reads_back(tmp_path):
-    with pytest.raises(ValueError, match="JPEG stores 8-bit"):
+    with pytest.raises(ValueError, match="JPEG cannot hold uint16"):
         write_image(str(tmp_path / "a.jpg"), np.zeros((8, 8), np.uint16), {"name": "a"})
     x = np.full((16, 16, 3), 120, np.uint8)
     [(data, meta, _)] = read_back(write_image(str(tmp_path / "a.jpg"), x, {"name": "a"})[0])
@@ -60,7 +60,7 @@ def test_feature_layer_is_float_tif_only(tmp_path):
 
 def test_stack_needs_tif(tmp_path):
     x = RNG.integers(0, 255, (3, 8, 9), dtype=np.uint8)
-    with pytest.raises(ValueError, match="save stacks as .tif"):
+    with pytest.raises(ValueError, match=r"holds one 2-D .*use \.tif"):
         write_image(str(tmp_path / "s.png"), x, {"name": "s"})
     [(data, meta, _)] = read_back(write_image(str(tmp_path / "s.tif"), x, {"name": "s"})[0])
     np.testing.assert_array_equal(data, x)
@@ -70,12 +70,14 @@ def test_stack_needs_tif(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import napari_gldeblur.imageio as imageio
 
-    target = tmp_path / "out.tif"
-    before = set(tmp_path.iterdir())
-    with pytest.raises(Exception):
-        write_image(str(target), np.zeros((4, 4), np.uint8) if False else object(), {"name": "bad"})  # noqa: B017
-    assert set(tmp_path.iterdir()) == before
-    del imageio  # only imported to make sure the atomic writer is the one in use
+    def crash_half_way(path, array, fmt):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(imageio, "_write", crash_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(str(tmp_path / "out.tif"), np.zeros((4, 4), np.uint8), {"name": "x"})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
@@ -146,3 +148,22 @@ def test_viewer_opens_and_saves_through_the_plugin(make_napari_viewer, tmp_path)
     write_pairs(tmp_path / "pairs", [(8, 8)] * 2)
     opened = viewer.open(str(tmp_path / "pairs"), plugin="napari-gldeblur")
     assert [lyr.name for lyr in opened] == ["pairs blurry", "pairs sharp"]
+
+
+def test_pair_folder_keeps_16_bit_and_mixed_depths_become_float(tmp_path):
+    from napari_gldeblur.imageio import write_image_file
+
+    x16 = RNG.integers(0, 65535, (2, 9, 10, 3), dtype=np.uint16)
+    for i in range(2):
+        for kind in ("blur", "sharp"):
+            write_image_file(tmp_path / "deep" / kind / f"{i}.png", x16[i])
+    (blur, _, _), _ = read_back(tmp_path / "deep")
+    assert blur.dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(blur), x16)
+
+    write_image_file(tmp_path / "deep" / "blur" / "2.png", np.full((9, 10, 3), 255, np.uint8))
+    write_image_file(tmp_path / "deep" / "sharp" / "2.png", np.full((9, 10, 3), 255, np.uint8))
+    (blur, _, _), _ = read_back(tmp_path / "deep")
+    assert blur.dtype == np.float32 and blur.shape == (3, 9, 10, 3)
+    np.testing.assert_allclose(np.asarray(blur)[2], 1.0)
+    np.testing.assert_allclose(np.asarray(blur)[0], x16[0] / 65535, atol=1e-6)

@@ -58,19 +58,20 @@ def test_widget_opens_from_manifest_and_sits_in_filter_menu(make_napari_viewer):
 def test_deblur_rgb_adds_four_layers_with_source_geometry(viewer_widget, qtbot, notes):
     viewer, widget = viewer_widget
     rng = np.random.default_rng(0)
-    src = viewer.add_image(rng.integers(0, 256, (37, 50, 3), dtype=np.uint8), name="photo",
+    src = viewer.add_image(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8), name="photo",
                            scale=(2.0, 3.0), translate=(5.0, -4.0))
     widget.layer.value = src
+    widget.tile.value = 128  # 2 x 2 overlapping tiles
     assert widget.run_button.enabled
     run(qtbot, widget)
     assert notes["error"] == []
     out = outputs(viewer, "photo")
     assert [lyr.name for lyr in out] == [f"photo {r}" for r in ROLES]
     deblurred, *features = out
-    assert deblurred.data.shape == (37, 50, 3) and deblurred.data.dtype == np.uint8 and deblurred.rgb
+    assert deblurred.data.shape == (150, 200, 3) and deblurred.data.dtype == np.uint8 and deblurred.rgb
     assert deblurred.contrast_limits == src.contrast_limits
     for lyr in features:
-        assert lyr.data.shape == (37, 50) and lyr.data.dtype == np.float32 and not lyr.rgb
+        assert lyr.data.shape == (150, 200) and lyr.data.dtype == np.float32 and not lyr.rgb
         assert 0.0 <= lyr.data.min() and lyr.data.max() <= 1.0
         assert lyr.contrast_limits == [0.0, 1.0] and lyr.opacity < 1 and not lyr.visible
     assert len({lyr.colormap.name for lyr in features}) == 3
@@ -78,7 +79,8 @@ def test_deblur_rgb_adds_four_layers_with_source_geometry(viewer_widget, qtbot, 
         np.testing.assert_allclose(lyr.scale, src.scale)
         np.testing.assert_allclose(lyr.translate, src.translate)
     assert widget.run_button.enabled and not widget.cancel_button.enabled
-    assert widget.progress.value == widget.progress.max > 1  # one step per tile at least
+    assert widget.progress.value == widget.progress.max == 4  # one step per tile
+    assert "1 image" in widget.status.value and "tiles 128x128" in widget.status.value
     assert widget.layer.value is src  # the chooser does not jump to the new layers
 
 
@@ -115,7 +117,7 @@ def test_uint16_stack_is_processed_frame_by_frame(viewer_widget, qtbot, notes):
 def test_cancel_stops_without_adding_layers(viewer_widget, qtbot, notes):
     viewer, widget = viewer_widget
     src = viewer.add_image(np.zeros((6, 64, 64), np.uint8), name="long")
-    widget.tile.value = 64
+    widget.tile.value = 128
     worker = widget.deblur(src)
     assert not widget.run_button.enabled and widget.cancel_button.enabled
     widget.cancel_button.native.click()

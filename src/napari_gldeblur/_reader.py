@@ -82,10 +82,10 @@ def read_pair_folder(root: PathLike) -> list[LayerData]:
     root = Path(root)
     pairs = find_pairs(root)
     blur, sharp = [p[0] for p in pairs], [p[1] for p in pairs]
+    shape, dtype = frame_layout(blur + sharp)
     if len(pairs) == 1:
-        arrays = [np.asarray(fit_frame(read(p), *frame_layout([p]))) for p in (blur[0], sharp[0])]
+        arrays = [fit_frame(read(p), shape, dtype) for p in (blur[0], sharp[0])]
     else:
-        shape, dtype = frame_layout(blur + sharp)
         arrays = [lazy_stack(paths, shape, dtype) for paths in (blur, sharp)]
     name = root.name or str(root)
     return [image_layer(arrays[0], f"{name} blurry", paths=[str(p) for p in blur]),
@@ -99,42 +99,72 @@ def read(path: PathLike) -> np.ndarray:
 
 
 def image_props(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the file header (cheap), falling back to decoding the image."""
+    """Shape and dtype as ``read_image_file`` will return them, from the file header (no decoding)."""
+    path = Path(path)
     try:
-        import imageio.v3 as iio
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
 
-        props = iio.improps(path)
-        return tuple(props.shape), np.dtype(props.dtype)
-    except Exception:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return tuple(series.shape), np.dtype(series.dtype)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
+            alpha = "transparency" in im.info
+        if mode.startswith("I;16") or mode in ("I", "F"):
+            return (h, w), np.dtype(np.uint16 if mode.startswith("I;16") else np.int32 if mode == "I" else np.float32)
+        channels = {"L": 1, "1": 1, "LA": 4, "PA": 4, "RGBA": 4, "P": 4 if alpha else 3}.get(mode, 3)
+        dtype = np.dtype(np.uint16 if png_bit_depth(path) == 16 else np.uint8)
+        return ((h, w) if channels == 1 else (h, w, channels)), dtype
+    except Exception:  # unusual header: decode it once
         data = read(path)
         return data.shape, data.dtype
+
+
+def png_bit_depth(path: Path) -> int:
+    """Bit depth from a PNG's IHDR chunk (8 for anything that is not a PNG)."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if len(head) == 25 and head[:8] == b"\x89PNG\r\n\x1a\n" else 8
 
 
 def frame_layout(paths: Sequence[PathLike]) -> tuple[tuple[int, ...], np.dtype]:
     """One frame shape and dtype that holds every image: largest H and W, RGB if any is colour."""
     props = [image_props(p) for p in paths]
     shapes = [s for s, _ in props]
+    for p, s in zip(paths, shapes):
+        if len(s) > 3 or (len(s) == 3 and s[2] not in (3, 4)):
+            raise ValueError(f"{p} holds a stack of shape {s}: pair folders hold single 2-D images")
     h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
-    colour = any(len(s) == 3 for s in shapes)
+    channels = max(s[2] if len(s) == 3 else 1 for s in shapes)  # RGBA only when every colour frame has alpha
+    if channels == 4 and any(len(s) == 3 and s[2] == 3 for s in shapes):
+        channels = 3
     dtypes = {d for _, d in props}
     dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
-    shape = (h, w, 3) if colour else (h, w)
-    if len(paths) > 1 and len({s[:2] for s in shapes}) > 1:
+    shape = (h, w, channels) if channels > 1 else (h, w)
+    if len({s[:2] for s in shapes}) > 1:
         warnings.warn(f"images in {Path(paths[0]).parent.parent} differ in size: frames zero-padded to {w}x{h}",
                       stacklevel=2)
     return shape, dtype
 
 
 def fit_frame(image: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """``image`` in the common frame layout: dtype converted, channels matched, zero-padded bottom/right."""
-    from skimage.util import img_as_float32
+    """``image`` in the common frame layout: dtype converted by range, channels matched, zero-padded bottom/right."""
+    from skimage import util
 
     if image.dtype != dtype:
-        image = img_as_float32(image)
+        convert = {np.dtype(np.uint8): util.img_as_ubyte, np.dtype(np.uint16): util.img_as_uint}
+        image = convert.get(np.dtype(dtype), util.img_as_float32)(image)
     if len(shape) == 3 and image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     elif len(shape) == 3:
-        image = image[..., :3]  # RGBA: drop alpha, the layout is RGB
+        image = image[..., : shape[2]] if image.shape[-1] >= shape[2] else np.concatenate(
+            [image, np.full(image.shape[:2] + (1,), np.iinfo(dtype).max if dtype.kind in "ui" else 1, dtype)], -1)
+    elif image.ndim == 3:  # colour frame in a gray layout
+        image = image[..., :3].mean(-1).astype(dtype)
     out = np.zeros(shape, dtype)
     h, w = min(image.shape[0], shape[0]), min(image.shape[1], shape[1])
     out[:h, :w] = image[:h, :w]

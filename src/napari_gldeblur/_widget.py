@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
 
 import napari.layers
 import napari.viewer
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -37,6 +38,7 @@ FEATURE_STYLE = {
     "global": {"colormap": "viridis", "opacity": 0.7},
     "attention": {"colormap": "turbo", "opacity": 0.6},
 }
+TILE_CHOICES = [("auto", None)] + [(f"{t} px", t) for t in (128, 256, 512, 1024, 2048)]
 META_KEY = "napari_gldeblur"  # layer.metadata entry marking our outputs: {"role", "source"}
 
 
@@ -100,7 +102,7 @@ def describe_error(exc: BaseException) -> str:
 class Job:
     """What one run needs, captured in the main thread so the worker never touches layers."""
 
-    data: Any  # the layer's array (numpy, dask, ...), read frame by frame
+    data: Any  # the layer's array (numpy, dask, ...); the engine reads it frame by frame
     rgb: bool
     model: str
     device: str
@@ -114,63 +116,60 @@ class Outcome:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     error: Optional[str] = None
-    frames: int = 0
-    seconds: float = 0.0
-    device: str = ""
+    summary: str = ""
 
 
-def frame_shape(data_shape: tuple[int, ...], rgb: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Split a layer shape into (leading stack axes, one frame's shape)."""
-    k = 3 if rgb else 2
-    return tuple(data_shape[:-k]), tuple(data_shape[-k:])
+def model_stamp(model: str) -> Optional[int]:
+    """Modification time of a checkpoint file (so a re-trained file is reloaded), None for bundled names."""
+    try:
+        return Path(model).stat().st_mtime_ns if Path(model).is_file() else None
+    except OSError:
+        return None
 
 
-def make_deblurrer(model: str, device: str, tile: Optional[int]):
-    """The inference engine for a model/device/tile choice (imported lazily: it pulls in torch)."""
+@lru_cache(maxsize=1)
+def _cached_deblurrer(model: str, stamp: Optional[int], device: str, tile: Optional[int]):
     from .inference import Deblurrer
 
     return Deblurrer(model=model, device=device, tile=tile)
 
 
+def make_deblurrer(model: str, device: str, tile: Optional[int]):
+    """The inference engine for a model/device/tile choice, reused across runs while the choice is unchanged."""
+    return _cached_deblurrer(model, model_stamp(model), device, tile)
+
+
+def summarize(result: Any, shape: tuple[int, ...], rgb: bool) -> str:
+    """Status line after a run: frames, time, device, precision and tiling, as the engine reports them."""
+    frames = int(np.prod(shape[: len(shape) - (3 if rgb else 2)]))
+    what = f"{frames} frames" if frames > 1 else "1 image"
+    tile = getattr(result, "tile", None)
+    tiles = f", tiles {tile[0]}x{tile[1]}" if tile else ""
+    return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s on {getattr(result, 'device', '?')} "
+            f"({getattr(result, 'precision', 'fp32')}{tiles})")
+
+
 def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
-    """Deblur every frame, yielding (done, total) tile progress; returns an Outcome (never raises)."""
-    t0 = time.perf_counter()
+    """Deblur the layer's data, yielding (done, total) tiles over all frames; returns an Outcome (never raises)."""
     try:
         deblurrer = (deblurrer_factory or make_deblurrer)(job.model, job.device, job.tile)
-        stack, fshape = frame_shape(tuple(job.data.shape), job.rgb)
-        n = int(np.prod(stack)) if stack else 1
-        arrays: dict[str, np.ndarray] = {}
-        for i, index in enumerate(np.ndindex(*stack) if stack else [()]):
-            frame = np.asarray(job.data[index])
-            result = None
-            for item in deblurrer.steps(frame):
-                if hasattr(item, "image"):  # the DeblurResult comes last
-                    result = item
-                else:
-                    done, total = item
-                    yield i * total + done, n * total
-            if result is None:  # the engine stopped without a result: treat as a cancellation
-                return Outcome(error="Deblurring stopped before finishing.")
-            store_frame(arrays, index, result, stack, job)
-        return Outcome(arrays, frames=n, seconds=time.perf_counter() - t0, device=str(getattr(deblurrer, "device", "")))
+        result = None
+        for item in deblurrer.steps(job.data, rgb=job.rgb, features=job.features):
+            if hasattr(item, "image"):  # the DeblurResult comes last
+                result = item
+            else:
+                done, total = item
+                yield int(done), int(total)
+        if result is None:
+            return Outcome(error="Deblurring stopped before finishing.")
+        arrays = {"image": result.image}
+        if job.features:
+            maps = {"local": result.local_features, "global": result.global_features, "attention": result.attention}
+            arrays |= {role: np.asarray(m, dtype=np.float32) for role, m in maps.items() if m is not None}
+        return Outcome(arrays, summary=summarize(result, tuple(job.data.shape), job.rgb))
     except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
         log.debug("deblurring failed", exc_info=exc)
         return Outcome(error=describe_error(exc))
-
-
-def store_frame(arrays: dict[str, np.ndarray], index: tuple, result: Any, stack: tuple[int, ...], job: Job) -> None:
-    """Copy one frame's result into the stack arrays, allocating them on the first frame."""
-    maps = {"image": result.image}
-    if job.features:
-        maps |= {"local": result.local_features, "global": result.global_features, "attention": result.attention}
-    for role, value in maps.items():
-        if value is None:
-            continue
-        value = np.asarray(value)
-        if role not in arrays:
-            dtype = value.dtype if role == "image" else np.float32
-            arrays[role] = np.empty(stack + value.shape, dtype=dtype)
-        arrays[role][index] = value
 
 
 def reset_in_order(combo: ComboBox, choices: list[tuple[str, Any]], fallback: Any = None) -> None:
@@ -210,9 +209,9 @@ class DeblurWidget(Container):
                               tooltip=f"Bundled model, your trained models ({user_models_dir()}) or any checkpoint file")
         self.device = ComboBox(label="device", choices=self._device_choices(), value="auto",
                                tooltip="auto uses the GPU when CUDA is available")
-        self.tile = SpinBox(label="tile size", value=0, min=0, max=8192, step=64,
-                            tooltip="Process in tiles of this many pixels to save memory; auto picks one for the device")
-        self.tile.native.setSpecialValueText("auto")
+        self.tile = ComboBox(label="tile size", choices=TILE_CHOICES, value=None,
+                             tooltip="Process large images in overlapping tiles to save memory; "
+                                     "auto fits the tile to the free memory of the device")
         self.add_features = CheckBox(text="add branch feature layers", value=True,
                                      tooltip="Also add the local/global branch features and the attention mask")
         self.show_features = CheckBox(text="show feature layers", value=False,
@@ -260,9 +259,12 @@ class DeblurWidget(Container):
 
     @staticmethod
     def _device_choices() -> list[tuple[str, str]]:
+        from .inference import pick_device
+
         gpu = cuda_device_name()
-        return [(f"auto ({'CUDA' if gpu else 'CPU'})", "auto"), ("CPU", "cpu"),
-                (f"CUDA ({gpu})" if gpu else "CUDA (not available)", "cuda")]
+        auto = pick_device("auto").type.upper()
+        items = [(f"auto ({auto})", "auto"), ("CPU", "cpu"), (f"CUDA ({gpu})" if gpu else "CUDA (not available)", "cuda")]
+        return items + ([("MPS (Apple GPU)", "mps")] if auto == "MPS" else [])
 
     def refresh_models(self) -> None:
         """Re-list checkpoints (the training widget may have saved one); keeps the current choice if it still exists."""
@@ -351,7 +353,7 @@ class DeblurWidget(Container):
             raise ValueError("Choose a model first.")
         if device == "cuda" and cuda_device_name() is None:
             raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
-        tile = int(self.tile.value) or None
+        tile = None if self.tile.value is None else int(self.tile.value)
         return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value))
 
     def cancel(self) -> None:
@@ -382,8 +384,7 @@ class DeblurWidget(Container):
             return
         self.show_results(source, outcome.arrays)
         self.progress.value = self.progress.max
-        frames = f"{outcome.frames} frames" if outcome.frames > 1 else "1 image"
-        self.status.value = f"done: {frames} in {outcome.seconds:.1f} s on {outcome.device or self.device.value}"
+        self.status.value = outcome.summary
 
     def _on_aborted(self) -> None:
         self.status.value = "cancelled"
