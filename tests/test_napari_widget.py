@@ -73,7 +73,11 @@ def test_deblur_rgb_adds_four_layers_with_source_geometry(viewer_widget, qtbot, 
     for lyr in features:
         assert lyr.data.shape == (150, 200) and lyr.data.dtype == np.float32 and not lyr.rgb
         assert 0.0 <= lyr.data.min() and lyr.data.max() <= 1.0
-        assert lyr.contrast_limits == [0.0, 1.0] and lyr.opacity < 1 and not lyr.visible
+        assert lyr.contrast_limits_range == [0.0, 1.0] and lyr.opacity < 1 and not lyr.visible
+        lo, hi = lyr.contrast_limits
+        assert 0.0 <= lo < hi <= 1.0
+        assert (lyr.data <= lo).mean() < 0.02 and (lyr.data >= hi).mean() < 0.02  # robust stretch, not clipping
+    assert viewer.layers.selection.active is deblurred
     assert len({lyr.colormap.name for lyr in features}) == 3
     for lyr in out:
         np.testing.assert_allclose(lyr.scale, src.scale)
@@ -230,3 +234,16 @@ def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, n
     widget.add_features.value = False
     run(qtbot, widget, src)
     assert [lyr.name for lyr in outputs(viewer, "img")] == ["img deblurred"]
+
+
+def test_model_chooser_refreshes_when_shown(make_napari_viewer, make_checkpoint, qtbot):
+    viewer = make_napari_viewer(show=True)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-gldeblur", "Deblur")
+    qtbot.waitUntil(widget.native.isVisible)
+    saved = make_checkpoint(user_models_dir() / "trained-elsewhere.pt")  # no signal: another process saved it
+    assert str(saved) not in widget.model.choices
+    dock.hide()
+    dock.show()  # e.g. the user re-opens the dock from the Plugins or Layers > Filter menu
+    qtbot.waitUntil(widget.native.isVisible)
+    assert str(saved) in widget.model.choices
+    assert widget.model.native.itemText(widget.model.choices.index(str(saved))) == "trained-elsewhere (your model)"

@@ -116,7 +116,18 @@ class Outcome:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     error: Optional[str] = None
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # contrast limits of the feature maps
     summary: str = ""
+
+
+def robust_limits(values: np.ndarray, samples: int = 1_000_000) -> tuple[float, float]:
+    """Contrast limits for a map in [0, 1]: its 0.5-99.5 percentiles (on a subsample for big stacks)."""
+    flat = np.asarray(values).ravel()
+    flat = flat[:: max(1, flat.size // samples)]
+    lo, hi = (float(v) for v in np.percentile(flat, [0.5, 99.5]))
+    if hi - lo < 1e-6:  # a flat map: show it against the full scale rather than amplify rounding noise
+        return 0.0, 1.0
+    return lo, hi
 
 
 def model_stamp(model: str) -> Optional[int]:
@@ -166,7 +177,8 @@ def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) ->
         if job.features:
             maps = {"local": result.local_features, "global": result.global_features, "attention": result.attention}
             arrays |= {role: np.asarray(m, dtype=np.float32) for role, m in maps.items() if m is not None}
-        return Outcome(arrays, summary=summarize(result, tuple(job.data.shape), job.rgb))
+        limits = {role: robust_limits(a) for role, a in arrays.items() if role != "image"}
+        return Outcome(arrays, limits=limits, summary=summarize(result, tuple(job.data.shape), job.rgb))
     except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
         log.debug("deblurring failed", exc_info=exc)
         return Outcome(error=describe_error(exc))
@@ -382,7 +394,7 @@ class DeblurWidget(Container):
         if source is None or source not in self.viewer.layers:
             show_warning("The source layer was removed while deblurring: result discarded.")
             return
-        self.show_results(source, outcome.arrays)
+        self.show_results(source, outcome.arrays, outcome.limits)
         self.progress.value = self.progress.max
         self.status.value = outcome.summary
 
@@ -404,8 +416,14 @@ class DeblurWidget(Container):
             emitter.disconnect(self._on_layers_changed)
 
     # --- results ---------------------------------------------------------------------------------
-    def show_results(self, source: napari.layers.Image, arrays: dict[str, np.ndarray]) -> list[napari.layers.Image]:
-        """Add or update the output layers of ``source``; drop stale maps this model did not produce."""
+    def show_results(self, source: napari.layers.Image, arrays: dict[str, np.ndarray],
+                     limits: Optional[dict[str, tuple[float, float]]] = None) -> list[napari.layers.Image]:
+        """Add or update the output layers of ``source``; drop stale maps this model did not produce.
+
+        The result keeps the source's contrast limits (so both compare 1:1); feature maps are stretched to
+        ``limits`` (default: their robust range) within a [0, 1] slider range.
+        """
+        limits = limits or {}
         placement = {k: getattr(source, k) for k in ("scale", "translate", "rotate", "shear", "affine")}
         placement["affine"] = source.affine.affine_matrix
         out = [self._upsert(source, "image", arrays["image"], placement, rgb=source.rgb,
@@ -413,10 +431,12 @@ class DeblurWidget(Container):
                             colormap=None if source.rgb else source.colormap, blending=source.blending)]
         for role in FEATURE_ROLES:
             if role in arrays:
-                out.append(self._upsert(source, role, arrays[role], placement, rgb=False, contrast_limits=(0.0, 1.0),
-                                        blending="translucent", **FEATURE_STYLE[role]))
+                lim = limits.get(role) or robust_limits(arrays[role])
+                out.append(self._upsert(source, role, arrays[role], placement, rgb=False, contrast_limits_range=(0.0, 1.0),
+                                        contrast_limits=lim, blending="translucent", **FEATURE_STYLE[role]))
             elif output_name(source.name, role) in self.viewer.layers:
                 self.viewer.layers.remove(output_name(source.name, role))
+        self.viewer.layers.selection.active = out[0]  # show the result's controls, not the last map's
         return out
 
     def _upsert(self, source: napari.layers.Image, role: str, data: np.ndarray, placement: dict, **style: Any):
@@ -434,7 +454,12 @@ class DeblurWidget(Container):
         if old is not None:
             self.viewer.layers.remove(old)
         visible = True if role == "image" else bool(self.show_features.value)
-        return self.viewer.add_image(data, name=name, metadata=meta, visible=visible, **placement, **style)
+        slider = style.pop("contrast_limits_range", None)  # not a constructor argument
+        layer = self.viewer.add_image(data, name=name, metadata=meta, visible=visible, **placement, **style)
+        if slider is not None:
+            layer.contrast_limits_range = slider
+            layer.contrast_limits = style["contrast_limits"]
+        return layer
 
     def _apply_feature_visibility(self, show: bool) -> None:
         """Show or hide the feature layers of the chosen source (the setting applies to existing ones too)."""
