@@ -1,7 +1,8 @@
 """The Deblur dock widget: a thin magicgui form over ``inference.Deblurrer``, run in a napari thread worker.
 
-The worker walks the layer frame by frame (any leading T/Z axes) and yields progress per tile, so the
-viewer stays responsive, the progress bar moves and Cancel stops between tiles. Results become four
+The worker runs ``Deblurrer.steps`` over the layer's data (stacks frame by frame inside the engine),
+yielding progress per tile, so the viewer stays responsive, the progress bar moves and Cancel stops
+between tiles. Results become four
 layers named after the source: ``<name> deblurred``, ``<name> local features``, ``<name> global
 features`` and ``<name> attention mask``; running again on the same layer updates them in place.
 Every failure becomes one napari notification with a one-line reason; the widget stays usable.
@@ -9,7 +10,6 @@ Every failure becomes one napari notification with a one-line reason; the widget
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -81,11 +81,7 @@ def check_layer(layer: Any) -> napari.layers.Image:
         raise ValueError(f"'{layer.name}' is a {kind} layer: deblurring needs an Image layer.")
     if layer.multiscale:
         raise ValueError(f"'{layer.name}' is multiscale: deblurring works on single-resolution images only.")
-    if layer.rgb and layer.data.shape[-1] not in (3, 4):
-        raise ValueError(f"'{layer.name}' has {layer.data.shape[-1]} channels: expected RGB or RGBA.")
-    if np.iscomplexobj(np.empty(0, layer.data.dtype)) or layer.data.dtype == bool:
-        raise ValueError(f"'{layer.name}' has {layer.data.dtype} pixels: deblurring needs integer or float images.")
-    return layer
+    return layer  # shape and dtype are checked by the engine, whose ValueErrors are already one line
 
 
 def describe_error(exc: BaseException) -> str:
