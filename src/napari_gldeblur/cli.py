@@ -130,11 +130,133 @@ def _eval(args: argparse.Namespace) -> int:
 
 # --- deblur ---------------------------------------------------------------------------------------
 def _add_deblur(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (png/jpg/tif/bmp) or folders of them")
+    p.add_argument("-o", "--out", required=True, help="output folder: OUT/<name> keeps each file's format and bit depth")
+    p.add_argument("--model", default="lite", help="lite (bundled), paper (random weights) or a checkpoint path")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: chosen from free memory)")
+    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (blended)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16/fp16 only where measured faster and accurate; fp32 forces float32")
+    p.add_argument("--features", action="store_true",
+                   help="also write <stem>_local.tif, <stem>_global.tif, <stem>_attention.tif (float32 maps)")
+    p.add_argument("--sample", action="store_true", help="deblur the bundled sample scene (no INPUT needed)")
     p.set_defaults(func=_deblur)
 
 
+FEATURE_FILES = {"local": "local_features", "global": "global_features", "attention": "attention"}
+
+
 def _deblur(args: argparse.Namespace) -> int:
-    raise NotImplementedError("gldeblur deblur: being written (issue 6)")
+    from tqdm import tqdm
+
+    from .imageio import EXTENSIONS
+    from .inference import Deblurrer
+
+    if not args.inputs and not args.sample:
+        raise ValueError("give INPUT image files or folders, or --sample")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out} exists and is not a folder")
+    files, failures = _collect_inputs(args.inputs, EXTENSIONS)
+    for message in failures:
+        print(f"gldeblur deblur: {message}", file=sys.stderr)
+    d = Deblurrer(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
+                  precision=args.precision)
+    if args.sample:
+        _deblur_sample(d, out, args.features)
+    taken: set[Path] = set()
+    ok = 0
+    bar = tqdm(files, desc="deblur", unit="image", disable=not files)
+    for src in bar:
+        bar.set_postfix_str(src.name)
+        try:
+            for written in _deblur_file(d, src, out, args.features, taken, bar):
+                taken.add(written.resolve())
+            ok += 1
+        except (ValueError, OSError, MemoryError) as e:  # one line per bad file; the others still run
+            failures.append(_one_line(e, src))
+            tqdm.write(f"gldeblur deblur: {failures[-1]}", file=sys.stderr)
+    bar.close()
+    if files:
+        print(f"deblurred {ok} of {len(files)} image(s) into {out}")
+    return 1 if failures else 0
+
+
+def _one_line(e: BaseException, path: Path | None = None) -> str:
+    """The first line of an error, prefixed with ``path`` unless the message already names it."""
+    text = str(e).strip()
+    text = text.splitlines()[0][:300] if text else type(e).__name__
+    return text if path is None or str(path) in text else f"{path}: {text}"
+
+
+def _collect_inputs(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Image files named or inside the named folders (not recursive), and one message per unusable input."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+            if not found:
+                problems.append(f"{path}: no {'/'.join(e[1:] for e in extensions)} images in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
+
+
+def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None) -> list[Path]:
+    """Deblur one file into ``out`` (same name and format); returns the paths written."""
+    from .imageio import read_image_file, write_image_file
+
+    target = out / src.name
+    if target.resolve() == src.resolve():
+        raise ValueError(f"the output would overwrite the input; choose another -o than {out}")
+    if target.resolve() in taken:
+        raise ValueError(f"another input already wrote {target}; rename one of them")
+    image = read_image_file(src)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None and total > 1:
+            bar.set_postfix_str(f"{src.name} tile {done}/{total}")
+
+    result = d(image, progress=progress, features=features)
+    written = [write_image_file(target, result.image)]
+    if features:
+        written += _write_features(result, out, src.stem)
+    return written
+
+
+def _write_features(result, out: Path, stem: str) -> list[Path]:
+    from .imageio import write_image_file
+
+    written = []
+    for role in ("local", "global", "attention"):
+        arr = getattr(result, FEATURE_FILES[role])
+        if arr is not None:  # LB/DB variants have no global branch / attention
+            written.append(write_image_file(out / f"{stem}_{role}.tif", arr))
+    return written
+
+
+def _deblur_sample(d, out: Path, features: bool) -> None:
+    """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
+    from ._sample_data import dynamic_scene
+    from .imageio import write_image_file
+    from .inference import psnr
+
+    layers = {meta["name"].split(" (")[0]: data for data, meta, _ in dynamic_scene()}
+    blurry, sharp = layers["blurry scene"], layers["sharp reference"]
+    result = d(blurry, features=features)
+    for name, arr in (("blurry", blurry), ("sharp", sharp), ("deblurred", result.image)):
+        write_image_file(out / f"sample_{name}.png", arr)
+    if features:
+        _write_features(result, out, "sample")
+    before, after = psnr(blurry / 255.0, sharp / 255.0), psnr(result.image / 255.0, sharp / 255.0)
+    print(f"sample: PSNR against the sharp reference {before:.2f} dB blurry -> {after:.2f} dB deblurred "
+          f"({result.seconds:.2f} s on {result.device}, {result.precision}); images in {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,607 @@
+"""The inference engine shared by the napari widget and the CLI: ``Deblurrer`` and ``DeblurResult``.
+
+Images in (what napari can hold), the network in between, images out with the input's shape and dtype:
+
+* **Layouts.** Gray (H, W), RGB (H, W, 3), RGBA (H, W, 4) and stacks of them with one or two leading
+  axes (T or Z, or T and Z; at most 4-D in all), processed frame by frame. Colour is detected from a last
+  axis of 3 or 4 unless ``rgb`` is given. Gray goes through the RGB network as three equal channels and the
+  three output channels are averaged back to one. RGBA's alpha is copied through untouched.
+* **Values.** uint8 and uint16 are scaled by their full range (0-255, 0-65535) so 16-bit data keeps its
+  precision; floats already in [0, 1] are used as they are; any other real dtype (floats of any range, other
+  integers) is scaled by the image's min/max and restored to that range. Output is clipped to the input's
+  range (uint8/uint16: the dtype's range) and rounded for integers.
+* **Tiling.** Large frames are cut into overlapping tiles whose outputs are blended with raised-cosine
+  (Hann) ramps across each overlap, so no seams show; ``tile=None`` picks the largest tile that fits the
+  memory budget (the whole frame when it fits). Out-of-memory during a tile retries the frame with tiles
+  half the size.
+* **Speed.** ``device="auto"`` takes CUDA, then MPS, then the CPU. The CPU runs channels_last and uses
+  bfloat16 autocast only where a one-time check (per process, network size and thread count) finds it
+  both faster than float32 and accurate (>= ``BF16_MIN_PSNR`` dB against float32); CUDA uses AMP
+  (bfloat16 where supported, else float16). ``precision="fp32"`` forces float32 everywhere.
+* **Progress and cancel.** ``Deblurrer.steps`` is a generator: it yields ``Progress(done, total)`` after
+  every tile (of every frame) and yields the ``DeblurResult`` last (also its return value), so a napari
+  generator worker can report progress and quit between tiles. ``Deblurrer.__call__`` drives it, calling
+  ``progress(done, total)`` and raising ``Cancelled`` as soon as ``cancel()`` returns True.
+
+Feature maps (``local_features`` Ψ_L, ``global_features`` Ψ_G) are the per-pixel L2 norm over channels,
+divided by its maximum over the whole image/stack so they lie in [0, 1]; ``attention`` is the mask M
+averaged over channels (already in [0, 1]). All are float32 with the image's spatial and stack shape.
+With ``all_channels=True`` the feature maps keep every channel instead, raw, as (..., H, W, C) arrays.
+Variants without a global branch (LB) or attention (LB, DB) give None for the missing maps.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Generator, NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+
+from .models import load_model
+from .network import MULTIPLE, DBAFNet, pad_to_multiple
+
+ModelSpec = Union[str, os.PathLike, DBAFNet]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MIN_SIDE = 2  # pixels: a 1-pixel-wide image has no blur to remove
+MAX_NDIM = 4
+BF16_MIN_PSNR = 45.0  # dB between bf16 and fp32 outputs for bf16 to count as accurate
+BF16_MIN_SPEEDUP = 1.15  # bf16 must beat fp32 by this factor to be used on the CPU
+BYTES_PER_PIXEL_PER_CHANNEL = 48  # peak forward memory ~ this x width per pixel (measured ~30-40, margin kept)
+CPU_BUDGET_CAP = 3 << 29  # 1.5 GiB for activations on the CPU: a 4K frame stays well under 3 GB peak RSS
+MEMORY_FRACTION = 0.5  # of the currently available memory
+TILE_MULTIPLE = 32
+MIN_TILE = 64
+
+
+class Cancelled(Exception):
+    """Raised by ``Deblurrer.__call__`` when ``cancel()`` returned True; no partial result is returned."""
+
+
+class Progress(NamedTuple):
+    """Tiles done so far and the total over all frames (the total grows if an out-of-memory retry re-tiles)."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class DeblurResult:
+    """The deblurred image (input shape and dtype) and viewable float32 maps (None where the variant lacks them)."""
+
+    image: np.ndarray
+    local_features: Optional[np.ndarray] = None
+    global_features: Optional[np.ndarray] = None
+    attention: Optional[np.ndarray] = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    tile: Optional[tuple[int, int]] = None  # (height, width) of the tiles used last; None: whole frames
+    seconds: float = 0.0
+
+
+# --- layouts and value ranges -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """How an array splits into frames: leading stack axes, frame height/width, channels (1, 3 or 4)."""
+
+    stack: tuple[int, ...]
+    height: int
+    width: int
+    channels: int
+
+    @property
+    def frames(self) -> int:
+        return int(np.prod(self.stack)) if self.stack else 1
+
+
+def image_layout(shape: tuple[int, ...], rgb: Optional[bool] = None) -> Layout:
+    """The layout of an image shape; ValueError (one line) for shapes we cannot deblur."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2 or len(shape) > MAX_NDIM:
+        raise ValueError(f"cannot deblur an array of shape {shape}: expected 2-D to {MAX_NDIM}-D "
+                         "(H, W), (H, W, 3|4), (T, H, W) or (T, H, W, 3|4)")
+    if 0 in shape:
+        raise ValueError(f"cannot deblur an empty image (shape {shape})")
+    colour = len(shape) >= 3 and shape[-1] in (3, 4) if rgb is None else bool(rgb)
+    if colour and (len(shape) < 3 or shape[-1] not in (3, 4)):
+        raise ValueError(f"an RGB image needs a last axis of 3 or 4 channels, got shape {shape}")
+    spatial = shape[-3:-1] if colour else shape[-2:]
+    stack = shape[:-3] if colour else shape[:-2]
+    if min(spatial) < MIN_SIDE:
+        raise ValueError(f"image of {spatial[0]} x {spatial[1]} pixels is too small to deblur "
+                         f"(needs at least {MIN_SIDE} x {MIN_SIDE})")
+    return Layout(stack, spatial[0], spatial[1], shape[-1] if colour else 1)
+
+
+def value_range(image) -> tuple[float, float]:
+    """(low, high) mapped to [0, 1] for the network: full range for uint8/uint16, [0, 1] or min/max otherwise."""
+    dtype = np.dtype(image.dtype)
+    if dtype.kind == "b" or dtype.kind not in "uif":
+        raise ValueError(f"cannot deblur {dtype} pixels: expected integer or float images")
+    if dtype in (np.uint8, np.uint16):
+        return 0.0, float(np.iinfo(dtype).max)
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if dtype.kind == "f" and not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("image contains NaN or infinite values: replace them before deblurring")
+    if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    return lo, hi
+
+
+def to_unit(frame: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float32 frame scaled so [lo, hi] becomes [0, 1] (a constant image becomes 0)."""
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    out = np.asarray(frame, dtype=np.float32)
+    if lo == 0.0 and scale == 1.0:
+        return out
+    return (out - np.float32(lo)) * np.float32(scale)
+
+
+def from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    """Inverse of ``to_unit`` into ``dtype``, clipped to [lo, hi] (integers rounded)."""
+    dtype = np.dtype(dtype)
+    out = np.clip(unit, 0.0, 1.0)
+    if not (lo == 0.0 and hi == 1.0):
+        wide = dtype.itemsize > 4 or (dtype.kind in "ui" and dtype.itemsize == 4)  # keep float64 precision
+        ftype = np.float64 if wide else np.float32
+        out = out.astype(ftype, copy=False) * ftype(hi - lo) + ftype(lo)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(out), max(info.min, lo), min(info.max, hi))
+    return out.astype(dtype)
+
+
+# --- devices and precision --------------------------------------------------------------------------------
+def pick_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU; otherwise the named device (ValueError if unavailable)."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no usable CUDA GPU; use --device cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but it is not available; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def use_all_cores() -> int:
+    """Give torch one intra-op thread per physical core available to this process (never fewer than now)."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS/Windows
+        allowed = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or allowed
+    except ImportError:
+        physical = allowed
+    want = max(1, min(allowed, physical))
+    if torch.get_num_threads() < want:
+        torch.set_num_threads(want)
+    return torch.get_num_threads()
+
+
+_BF16_DECISIONS: dict[tuple, bool] = {}
+
+
+def cpu_bf16_supported() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def _probe_image(size: int) -> torch.Tensor:
+    """A natural test image (scikit-image's bundled astronaut at half size), (1, 3, size, size), channels_last."""
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[::2, ::2][:size, :size], dtype=np.float32) / 255
+    return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous(memory_format=torch.channels_last)
+
+
+def _best_time(fn: Callable[[], object], repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def cpu_bf16_pays_off(net: DBAFNet, size: int = 256, repeats: int = 3) -> bool:
+    """Whether bf16 autocast on this CPU is faster than fp32 AND accurate for ``net`` (measured once, cached).
+
+    The flag ``mkldnn bf16 supported`` alone is not enough: CPUs without native bf16 instructions emulate
+    it and can be several times slower, so both paths are timed on a small natural image.
+    """
+    key = (net.config, torch.get_num_threads(), size)
+    if key in _BF16_DECISIONS:
+        return _BF16_DECISIONS[key]
+    decision = False
+    if cpu_bf16_supported():
+        x = _probe_image(size)
+        with torch.inference_mode():
+            fp32 = lambda: net(x).image  # noqa: E731
+
+            def bf16():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return net(x).image
+
+            ref, low = fp32(), bf16()  # also the warm-up runs
+            accurate = psnr(ref.clamp(0, 1).numpy(), low.float().clamp(0, 1).numpy()) >= BF16_MIN_PSNR
+            if accurate:
+                t32, t16 = _best_time(fp32, repeats), _best_time(bf16, repeats)
+                decision = t32 >= BF16_MIN_SPEEDUP * t16
+    _BF16_DECISIONS[key] = decision
+    return decision
+
+
+def pick_precision(net: DBAFNet, device: torch.device, precision: str = "auto") -> Optional[torch.dtype]:
+    """The autocast dtype for ``net`` on ``device`` (None: plain float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_bf16_pays_off(net):
+        return torch.bfloat16
+    return None  # MPS and CPUs where bf16 does not pay: float32
+
+
+# --- memory and tiles ----------------------------------------------------------------------------------------
+def available_memory() -> int:
+    """Bytes of system memory available now (psutil, else /proc/meminfo, else 4 GiB)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes one forward pass may use: a fraction of free GPU memory, or of free RAM capped on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.7)
+    budget = int(available_memory() * MEMORY_FRACTION)
+    return min(budget, CPU_BUDGET_CAP) if device.type == "cpu" else budget
+
+
+def bytes_per_pixel(width: int) -> int:
+    """Approximate peak memory of one forward pass per pixel for a network of base ``width``."""
+    return BYTES_PER_PIXEL_PER_CHANNEL * width
+
+
+def choose_tile(height: int, width: int, pixel_bytes: int, budget: int) -> Optional[tuple[int, int]]:
+    """The largest tile (multiple of 32 px) whose forward pass fits ``budget`` bytes; None if the frame fits."""
+    if height * width * pixel_bytes <= budget:
+        return None
+    area = max(budget // pixel_bytes, MIN_TILE * MIN_TILE)
+    side = max(MIN_TILE, int(math.sqrt(area)) // TILE_MULTIPLE * TILE_MULTIPLE)
+    th = min(height, side)
+    tw = min(width, max(side, area // th // TILE_MULTIPLE * TILE_MULTIPLE))  # a long thin frame: wider tiles
+    return th, tw
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px with at least ``overlap`` px overlap."""
+    if tile >= length:
+        return [0]
+    stride = max(1, tile - overlap)
+    if stride > 4:
+        stride -= stride % 4  # tiles start on the network's downsampling grid where possible
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def ramp(n: int) -> np.ndarray:
+    """Raised-cosine ramp of ``n`` values rising in (0, 1); ``ramp(n) + ramp(n)[::-1] == 1``."""
+    return (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
+
+
+def axis_weights(starts: list[int], tile: int, index: int) -> np.ndarray:
+    """1-D blending weights of tile ``index``: ramps across the overlaps with its neighbours, 1 elsewhere."""
+    w = np.ones(tile, np.float32)
+    s = starts[index]
+    if index > 0:
+        n = starts[index - 1] + tile - s
+        w[:n] *= ramp(n)
+    if index + 1 < len(starts):
+        n = s + tile - starts[index + 1]
+        w[tile - n:] *= ramp(n)[::-1]
+    return w
+
+
+def tile_weights(ys: list[int], xs: list[int], th: int, tw: int, iy: int, ix: int) -> torch.Tensor:
+    """2-D blending weights (th, tw) of the tile at grid position (iy, ix): outer product of the axis ramps."""
+    return torch.from_numpy(np.outer(axis_weights(ys, th, iy), axis_weights(xs, tw, ix)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    text = str(exc).lower()
+    return isinstance(exc, (oom, MemoryError)) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+# --- per-frame accumulation -----------------------------------------------------------------------------------------
+@dataclass
+class _Canvas:
+    """Weighted sums of tile outputs over one frame, divided by the summed weights at the end."""
+
+    h: int
+    w: int
+    features: bool
+    all_channels: bool
+    image: Optional[torch.Tensor] = None
+    maps: dict = field(default_factory=dict)
+    weight: Optional[torch.Tensor] = None
+
+    def add(self, out, y: int, x: int, wt: Optional[torch.Tensor]) -> None:
+        """Add one tile's network output at (y, x) with weights ``wt`` (None: the tile is the whole frame)."""
+        th, tw = out.image.shape[-2:]
+        tiles = {"image": out.image[0].float()}
+        if self.features:
+            for name, t in (("local", out.local_features), ("global", out.global_features)):
+                if t is not None:
+                    t = t[0].float()
+                    tiles[name] = t if self.all_channels else torch.linalg.vector_norm(t, dim=0)
+            if out.attention is not None:
+                tiles["attention"] = out.attention[0].float().mean(dim=0)
+        for name, t in tiles.items():
+            t = t.cpu()
+            if wt is None:
+                self._store(name, t)
+                continue
+            acc = self._acc(name, t)
+            acc[..., y:y + th, x:x + tw] += t * wt
+        if wt is not None:
+            if self.weight is None:
+                self.weight = torch.zeros(self.h, self.w)
+            self.weight[y:y + th, x:x + tw] += wt
+
+    def _store(self, name: str, t: torch.Tensor) -> None:
+        if name == "image":
+            self.image = t
+        else:
+            self.maps[name] = t
+
+    def _acc(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        current = self.image if name == "image" else self.maps.get(name)
+        if current is None:
+            current = torch.zeros(t.shape[:-2] + (self.h, self.w))
+            self._store(name, current)
+        return current
+
+    def result(self, h: int, w: int) -> dict[str, torch.Tensor]:
+        """The blended maps cropped to ``h`` x ``w`` (tiles run on the frame padded to the network's grid)."""
+        out = {"image": self.image, **self.maps}
+        if self.weight is not None:
+            weight = self.weight[:h, :w]
+            out = {k: v[..., :h, :w] / weight for k, v in out.items()}
+        return out
+
+
+# --- the engine -----------------------------------------------------------------------------------------------------
+class Deblurrer:
+    """Deblur images of any napari layout with a DBAFNet; see the module docstring for the rules.
+
+    ``model``: ``"lite"`` (bundled weights), ``"paper"`` (paper-size network, random weights), a checkpoint
+    path, or a ``DBAFNet`` (copied, so the caller's network is untouched). ``tile``: tile side in pixels,
+    or None to choose from free memory. ``overlap``: pixels shared by neighbouring tiles (blended).
+    """
+
+    def __init__(self, model: ModelSpec = "lite", device: Union[str, torch.device] = "auto",
+                 tile: Optional[int] = None, overlap: int = 32, precision: str = "auto",
+                 all_channels: bool = False):
+        if tile is not None and (int(tile) < MIN_TILE // 2 or int(tile) <= 2 * int(overlap)):
+            raise ValueError(f"tile {tile} is too small: use at least {max(MIN_TILE // 2, 2 * overlap + 1)} px "
+                             f"(more than twice the {overlap} px overlap)")
+        if overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.device = pick_device(device)
+        if self.device.type == "cpu":
+            use_all_cores()
+        net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
+        memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        self.net = net.eval().to(self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.tile = None if tile is None else int(tile)
+        self.overlap = int(overlap)
+        self.all_channels = bool(all_channels)
+        self.dtype = pick_precision(self.net, self.device, precision)
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def __repr__(self) -> str:
+        c = self.net.config
+        return (f"Deblurrer(width={c.width}, blocks={c.blocks}, variant={c.variant}, device={self.device}, "
+                f"precision={self.precision}, tile={self.tile}, overlap={self.overlap})")
+
+    def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
+                 cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
+                 features: bool = True) -> DeblurResult:
+        """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
+        steps = self.steps(image, rgb=rgb, features=features)
+        for item in steps:
+            if isinstance(item, DeblurResult):
+                return item
+            if progress is not None:
+                progress(item.done, item.total)
+            if cancel is not None and cancel():
+                steps.close()
+                raise Cancelled("deblurring cancelled")
+        raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
+
+    def steps(self, image, rgb: Optional[bool] = None,
+              features: bool = True) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
+        """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned)."""
+        t0 = time.perf_counter()
+        if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+            image = np.asarray(image)
+        layout = image_layout(tuple(image.shape), rgb)
+        lo, hi = value_range(image)
+        outputs: dict[str, np.ndarray] = {}
+        tile = self._tile_for(layout)
+        done, total = 0, self._tile_count(layout, tile) * layout.frames
+        for k, index in enumerate(np.ndindex(*layout.stack)):
+            frame = np.asarray(image[index])
+            unit = to_unit(frame, lo, hi)
+            rgb_unit, alpha = self._split(unit, layout.channels), frame[..., 3] if layout.channels == 4 else None
+            while True:
+                canvas = _Canvas(*self._canvas_size(layout, tile), features, self.all_channels)
+                try:
+                    for _ in self._run_frame(rgb_unit, canvas, tile):
+                        done += 1
+                        yield Progress(done, total)
+                    break
+                except Exception as exc:
+                    smaller = self._halve(tile, layout) if is_out_of_memory(exc) else None
+                    if smaller is None:
+                        raise
+                    del canvas
+                    self._free_cache()
+                    tile = smaller  # this frame restarts with smaller tiles; later frames keep them
+                    total = done + self._tile_count(layout, tile) * (layout.frames - k)
+            maps = canvas.result(layout.height, layout.width)
+            self._collect(outputs, index, layout, maps, frame, alpha, lo, hi, image.dtype)
+        result = self._finish(outputs, layout, image.dtype, tile, time.perf_counter() - t0)
+        yield result
+        return result
+
+    # -- helpers of steps --
+    def _tile_for(self, layout: Layout) -> Optional[tuple[int, int]]:
+        if self.tile is not None:
+            th, tw = min(self.tile, layout.height), min(self.tile, layout.width)
+            return None if (th, tw) == (layout.height, layout.width) else (th, tw)
+        return choose_tile(layout.height, layout.width, bytes_per_pixel(self.net.config.width),
+                           memory_budget(self.device))
+
+    @staticmethod
+    def _canvas_size(layout: Layout, tile: Optional[tuple[int, int]]) -> tuple[int, int]:
+        if tile is None:
+            return layout.height, layout.width
+        return layout.height + (-layout.height % MULTIPLE), layout.width + (-layout.width % MULTIPLE)
+
+    def _tile_count(self, layout: Layout, tile: Optional[tuple[int, int]]) -> int:
+        if tile is None:
+            return 1
+        _, _, ys, xs = self._grid(layout.height, layout.width, tile)
+        return len(ys) * len(xs)
+
+    def _grid(self, h: int, w: int, tile: tuple[int, int]) -> tuple[int, int, list[int], list[int]]:
+        """Tile size and starts on the frame padded to a multiple of 4, all on the network's 4-pixel grid.
+
+        Keeping every tile on the grid of the whole-image pass (same stride-2 phase, same border padding)
+        is what makes tiled and whole-image outputs agree.
+        """
+        hp, wp = h + (-h % MULTIPLE), w + (-w % MULTIPLE)
+        th = max(MULTIPLE, min(tile[0], hp) // MULTIPLE * MULTIPLE)
+        tw = max(MULTIPLE, min(tile[1], wp) // MULTIPLE * MULTIPLE)
+        return th, tw, tile_starts(hp, th, self.overlap), tile_starts(wp, tw, self.overlap)
+
+    def _halve(self, tile: Optional[tuple[int, int]], layout: Layout) -> Optional[tuple[int, int]]:
+        """Tiles with half the longer side (for an out-of-memory retry); None when they cannot shrink."""
+        th, tw = tile if tile is not None else (layout.height, layout.width)
+        side = max(MIN_TILE, 2 * self.overlap + TILE_MULTIPLE, max(th, tw) // 2)
+        smaller = (min(th, side), min(tw, side))
+        return None if smaller == (th, tw) else smaller
+
+    def _free_cache(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def _split(unit: np.ndarray, channels: int) -> torch.Tensor:
+        """(3, H, W) float32 tensor of a frame in [0, 1]: gray repeated to RGB, alpha dropped."""
+        t = torch.from_numpy(np.ascontiguousarray(unit))
+        if channels == 1:
+            return t[None].expand(3, -1, -1)
+        return t[..., :3].permute(2, 0, 1)  # a channels_last view of the (H, W, C) frame, no copy
+
+    def _forward(self, x: torch.Tensor):
+        x = x[None].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
+                                                    enabled=self.dtype is not None):
+            return self.net(x)
+
+    def _run_frame(self, x: torch.Tensor, canvas: _Canvas, tile: Optional[tuple[int, int]]):
+        """Run every tile of one (3, H, W) frame into ``canvas``, yielding after each."""
+        h, w = x.shape[-2:]
+        if tile is None:
+            canvas.add(self._forward(x), 0, 0, None)
+            yield
+            return
+        th, tw, ys, xs = self._grid(h, w, tile)
+        xp = pad_to_multiple(x[None], MULTIPLE)[0]  # the padding the whole-image pass would use
+        for iy, y in enumerate(ys):
+            for ix, x0 in enumerate(xs):
+                out = self._forward(xp[:, y:y + th, x0:x0 + tw])
+                canvas.add(out, y, x0, tile_weights(ys, xs, th, tw, iy, ix))
+                yield
+
+    def _collect(self, outputs: dict, index: tuple, layout: Layout, maps: dict, frame: np.ndarray,
+                 alpha: Optional[np.ndarray], lo: float, hi: float, dtype) -> None:
+        """Write one frame's image (restored to dtype/range, alpha copied) and raw maps into the outputs."""
+        img = maps.pop("image").clamp(0, 1)
+        img = img.mean(dim=0) if layout.channels == 1 else img.permute(1, 2, 0)
+        img = from_unit(img.numpy(), lo, hi, dtype)
+        if alpha is not None:
+            img = np.concatenate([img, np.asarray(alpha)[..., None]], axis=-1)
+        arrays = {"image": img}
+        for name, t in maps.items():
+            arrays[name] = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()
+        for name, arr in arrays.items():
+            if name not in outputs:
+                outputs[name] = np.empty(layout.stack + arr.shape, dtype=arr.dtype)
+            outputs[name][index] = arr
+
+    def _finish(self, outputs: dict, layout: Layout, dtype, tile, seconds: float) -> DeblurResult:
+        """Normalise the norm maps by their maximum over the whole image/stack and pack the result."""
+        maps = {}
+        for name in ("local", "global", "attention"):
+            arr = outputs.get(name)
+            if arr is not None and name != "attention" and not self.all_channels:
+                peak = float(arr.max())
+                if peak > 0:
+                    arr /= peak
+            maps[name] = arr
+        return DeblurResult(outputs["image"], maps["local"], maps["global"], maps["attention"],
+                            device=str(self.device), precision=self.precision, tile=tile, seconds=seconds)

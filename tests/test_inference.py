@@ -1,0 +1,384 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_gldeblur import DeblurResult, Deblurrer
+from napari_gldeblur import inference
+from napari_gldeblur.inference import (Cancelled, Progress, choose_tile, image_layout, psnr, ramp, tile_starts,
+                                       tile_weights, value_range)
+from napari_gldeblur.network import DBAFNet, NetConfig, build
+
+TINY = NetConfig(width=4, blocks=1)
+RNG = np.random.default_rng(0)
+
+
+def tiny_net(variant: str = "DBAF", seed: int = 0) -> DBAFNet:
+    torch.manual_seed(seed)
+    return build(TINY, variant).eval()
+
+
+def identity_net() -> DBAFNet:
+    """A network whose output is exactly its input: the reconstruction's last conv is zero."""
+    net = tiny_net()
+    last = net.reconstruction.convs[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    return net
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Deblurrer(tiny_net(), device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def ident():
+    return Deblurrer(identity_net(), device="cpu", precision="fp32")
+
+
+def smooth_image(h: int, w: int, c: int = 3) -> np.ndarray:
+    """A natural-ish float image in [0, 1]: gradients, a disc and a little noise."""
+    yy, xx = np.mgrid[:h, :w] / max(h, w)
+    base = [0.5 + 0.4 * np.sin(6 * xx + k) * np.cos(4 * yy - k) for k in range(c)]
+    img = np.stack(base, -1) + ((yy - 0.3) ** 2 + (xx - 0.4) ** 2 < 0.05)[..., None] * 0.3
+    return np.clip(img + RNG.normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
+
+
+def as_dtype(img: np.ndarray, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        return (img * np.iinfo(dtype).max).round().astype(dtype)
+    if dtype.kind == "i":
+        return (img * 2000 - 1000).round().astype(dtype)
+    return img.astype(dtype)
+
+
+# --- shapes, dtypes, layouts ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, stack, hw", [
+    ((20, 26), (), (20, 26)),
+    ((20, 26, 3), (), (20, 26)),
+    ((20, 26, 4), (), (20, 26)),
+    ((3, 20, 26), (3,), (20, 26)),
+    ((2, 20, 26, 3), (2,), (20, 26)),
+    ((2, 20, 26, 4), (2,), (20, 26)),
+    ((2, 2, 20, 26), (2, 2), (20, 26)),
+])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.int16])
+def test_output_matches_input_shape_and_dtype(tiny, shape, stack, hw, dtype):
+    img = as_dtype(RNG.random(shape), dtype)
+    r = tiny(img)
+    assert isinstance(r, DeblurResult)
+    assert r.image.shape == img.shape and r.image.dtype == img.dtype
+    for m in (r.local_features, r.global_features, r.attention):
+        assert m.shape == stack + hw and m.dtype == np.float32
+        assert 0 <= m.min() and m.max() <= 1
+    assert r.local_features.max() == pytest.approx(1.0)  # normalised by its maximum
+
+
+def test_image_layout_rules():
+    assert image_layout((5, 6)) == inference.Layout((), 5, 6, 1)
+    assert image_layout((5, 6, 3)).channels == 3
+    assert image_layout((5, 6, 3), rgb=False) == inference.Layout((5,), 6, 3, 1)  # napari says it is a stack
+    assert image_layout((2, 5, 6, 4)) == inference.Layout((2,), 5, 6, 4)
+    assert image_layout((2, 3, 5, 6)).stack == (2, 3)
+
+
+def test_rgba_alpha_passes_through_untouched(tiny):
+    img = (RNG.random((24, 30, 4)) * 255).astype(np.uint8)
+    r = tiny(img)
+    np.testing.assert_array_equal(r.image[..., 3], img[..., 3])
+    rgb = tiny(np.ascontiguousarray(img[..., :3]))
+    np.testing.assert_array_equal(r.image[..., :3], rgb.image)  # alpha never reaches the network
+
+
+def test_uint16_keeps_full_range(ident, tiny):
+    img = as_dtype(smooth_image(24, 32), np.uint16)
+    img[0, 0] = [0, 65535, 40000]
+    np.testing.assert_array_equal(ident(img).image, img)  # exact: no 8-bit step anywhere
+    out = tiny(img).image
+    assert out.dtype == np.uint16 and out.max() > 255
+    assert len(np.unique(out)) > 1000  # 16-bit precision, not 256 levels
+
+
+@pytest.mark.parametrize("lo, hi", [(-5.0, 300.0), (0.0, 1.0), (1000.0, 1000.5)])
+def test_float_values_restored_to_their_range(ident, lo, hi):
+    img = (smooth_image(20, 24) * (hi - lo) + lo).astype(np.float32)
+    img[0, 0, 0], img[-1, -1, -1] = lo, hi
+    out = ident(img).image
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, img, rtol=0, atol=(hi - lo) * 1e-5)
+    assert out.min() >= lo and out.max() <= hi
+
+
+def test_float_in_unit_range_is_not_stretched():
+    assert value_range(np.array([[0.2, 0.4]], np.float32)) == (0.0, 1.0)
+    assert value_range(np.array([[0.2, 3.0]], np.float32)) == pytest.approx((0.2, 3.0))
+    assert value_range(np.zeros((2, 2), np.uint16)) == (0.0, 65535.0)
+
+
+def test_constant_image_stays_constant(ident):
+    img = np.full((10, 12), 7.5, np.float64)
+    np.testing.assert_array_equal(ident(img).image, img)
+
+
+def test_gray_is_the_channel_mean_of_the_rgb_result(tiny):
+    gray = smooth_image(24, 28, 1)[..., 0]
+    r_gray = tiny(gray, features=False).image
+    r_rgb = tiny(np.repeat(gray[..., None], 3, -1), features=False).image
+    np.testing.assert_allclose(r_gray, r_rgb.mean(-1), atol=1e-6)
+
+
+def test_identity_for_every_integer_layout(ident):
+    for shape in [(16, 18), (16, 18, 3), (2, 16, 18), (2, 16, 18, 4)]:
+        img = (RNG.random(shape) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(ident(img).image, img)
+
+
+@pytest.mark.parametrize("variant, has_global, has_attention", [("LB", False, False), ("DB", True, False)])
+def test_variants_give_none_for_missing_maps(variant, has_global, has_attention):
+    r = Deblurrer(tiny_net(variant), device="cpu", precision="fp32")(RNG.random((16, 20, 3)).astype(np.float32))
+    assert r.local_features.shape == (16, 20)
+    assert (r.global_features is not None) == has_global
+    assert (r.attention is not None) == has_attention
+
+
+def test_all_channels_keeps_every_channel():
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32", all_channels=True)
+    r = d(RNG.random((2, 16, 20, 3)).astype(np.float32))
+    assert r.local_features.shape == (2, 16, 20, TINY.width)
+    assert r.global_features.shape == (2, 16, 20, TINY.width)
+    assert r.attention.shape == (2, 16, 20)
+    assert r.local_features.min() < 0 or r.local_features.max() > 1  # raw values, not normalised norms
+
+
+def test_features_can_be_skipped(tiny):
+    r = tiny(RNG.random((16, 20, 3)).astype(np.float32), features=False)
+    assert r.local_features is None and r.global_features is None and r.attention is None
+
+
+def test_features_match_the_network(tiny):
+    img = smooth_image(20, 24)
+    r = tiny(img)
+    with torch.no_grad():
+        out = tiny.net(torch.from_numpy(img).permute(2, 0, 1)[None])
+    norm = torch.linalg.vector_norm(out.local_features[0], dim=0).numpy()
+    np.testing.assert_allclose(r.local_features, norm / norm.max(), atol=1e-5)
+    np.testing.assert_allclose(r.attention, out.attention[0].mean(0).numpy(), atol=1e-5)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("image, message", [
+    (np.array([[0.0, np.nan], [1.0, 0.5]]), "NaN or infinite"),
+    (np.array([[0.0, np.inf], [1.0, 0.5]], np.float32), "NaN or infinite"),
+    (np.zeros((0, 5)), "empty"),
+    (np.zeros((1, 1)), "too small"),
+    (np.zeros((1, 30, 3)), "too small"),
+    (np.zeros(5), "2-D to 4-D"),
+    (np.zeros((2, 2, 4, 4, 3)), "2-D to 4-D"),
+    (np.zeros((4, 4), bool), "bool"),
+    (np.zeros((4, 4), complex), "complex"),
+])
+def test_bad_images_raise_one_line_value_errors(tiny, image, message):
+    with pytest.raises(ValueError, match=message) as info:
+        tiny(image)
+    assert "\n" not in str(info.value)
+
+
+def test_rgb_flag_needs_a_colour_axis(tiny):
+    with pytest.raises(ValueError, match="last axis of 3 or 4"):
+        tiny(np.zeros((8, 8, 5)), rgb=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"device": "quantum"}, "unknown device"),
+    ({"precision": "int4"}, "unknown precision"),
+    ({"tile": 40, "overlap": 32}, "too small"),
+    ({"overlap": -1}, "overlap"),
+])
+def test_bad_settings_raise_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Deblurrer(tiny_net(), **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        Deblurrer(tiny_net(), device="cuda")
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        Deblurrer(str(bad))
+
+
+# --- tiling ---------------------------------------------------------------------------------------------------
+def test_tiled_output_matches_whole_image():
+    net = tiny_net()
+    img = (smooth_image(150, 200) * 255).round().astype(np.uint8)
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img)
+    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=96, overlap=32)(img)
+    assert whole.tile is None and tiled.tile == (96, 96)
+    assert psnr(tiled.image / 255.0, whole.image / 255.0) >= 45
+    for name in ("local_features", "global_features", "attention"):
+        assert psnr(getattr(tiled, name), getattr(whole, name)) >= 45, name
+
+
+def test_float_tiles_blend_without_seams():
+    net = tiny_net(seed=3)
+    img = smooth_image(130, 170)
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False).image
+    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=64, overlap=24)(img, features=False).image
+    assert psnr(tiled, whole) >= 45
+
+
+def test_tile_starts_cover_with_overlap():
+    for length, tile, overlap in [(100, 40, 8), (97, 32, 10), (64, 64, 8), (50, 64, 8), (1000, 256, 32)]:
+        starts = tile_starts(length, tile, overlap)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s:s + min(tile, length)] = True
+        assert covered.all() and starts[0] == 0
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))  # neighbours share >= overlap
+
+
+def test_ramps_sum_to_one_and_weights_are_positive():
+    for n in (1, 7, 32):
+        np.testing.assert_allclose(ramp(n) + ramp(n)[::-1], 1, atol=1e-6)
+    ys, xs = tile_starts(100, 40, 10), tile_starts(130, 40, 10)
+    total = np.zeros((100, 130), np.float32)
+    for iy, y in enumerate(ys):
+        for ix, x in enumerate(xs):
+            total[y:y + 40, x:x + 40] += tile_weights(ys, xs, 40, 40, iy, ix).numpy()
+    assert total.min() > 0.5
+
+
+def test_progress_counts_every_tile_of_every_frame():
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=64, overlap=16)
+    per_frame = len(tile_starts(100, 64, 16)) * len(tile_starts(150, 64, 16))
+    calls = []
+    d(RNG.random((3, 100, 150)).astype(np.float32), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i + 1, 3 * per_frame) for i in range(3 * per_frame)]
+
+
+def test_steps_generator_yields_progress_then_result():
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=64, overlap=16)
+    gen = d.steps(RNG.random((80, 100, 3)).astype(np.float32))
+    items = list(gen)
+    assert all(isinstance(p, Progress) for p in items[:-1]) and len(items) == 5
+    assert isinstance(items[-1], DeblurResult) and items[-1].image.shape == (80, 100, 3)
+
+
+def test_cancel_stops_between_tiles():
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=64, overlap=16)
+    calls = []
+    with pytest.raises(Cancelled):
+        d(RNG.random((2, 100, 150)).astype(np.float32), progress=lambda *a: calls.append(a),
+          cancel=lambda: len(calls) >= 2)
+    assert len(calls) == 2
+
+
+def test_choose_tile_fits_the_budget():
+    assert choose_tile(100, 100, 100, 10**6) is None  # fits whole
+    th, tw = choose_tile(4000, 6000, 768, 200 << 20)
+    assert th % 32 == 0 and tw % 32 == 0 and th * tw * 768 <= 200 << 20
+    assert th * tw * 768 > (200 << 20) / 2  # not wastefully small
+    th, tw = choose_tile(100, 50000, 768, 200 << 20)
+    assert th == 100 and tw * th * 768 <= 200 << 20  # thin strips get long tiles
+
+
+def test_auto_tiles_from_a_small_memory_budget(monkeypatch):
+    net = tiny_net()
+    img = smooth_image(160, 240)
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
+    monkeypatch.setattr(inference, "available_memory", lambda: 2 * 96 * 96 * inference.bytes_per_pixel(TINY.width))
+    tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
+    assert tiled.tile == (96, 96)
+    assert psnr(tiled.image, whole.image) >= 45
+
+
+def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32")
+    real = d._forward
+
+    def picky(x):
+        if x.shape[-2] * x.shape[-1] > 100 * 100:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(x)
+
+    monkeypatch.setattr(d, "_forward", picky)
+    img = smooth_image(150, 300)
+    calls = []
+    r = d(img, progress=lambda *a: calls.append(a))
+    assert r.tile is not None and r.tile[0] * r.tile[1] <= 100 * 100
+    assert calls[-1][0] == calls[-1][1]  # the total was updated to the smaller tiles
+    reference = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=max(r.tile), overlap=32)(img)
+    np.testing.assert_allclose(r.image, reference.image, atol=1e-6)
+
+
+def test_other_errors_are_not_retried(monkeypatch):
+    d = Deblurrer(tiny_net(), device="cpu", precision="fp32")
+    monkeypatch.setattr(d, "_forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        d(smooth_image(20, 20))
+
+
+# --- models, devices, precision ---------------------------------------------------------------------------
+def test_callers_network_is_not_modified():
+    net = tiny_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    Deblurrer(net, device="cpu")(smooth_image(16, 16))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net.local_branch.head[0].weight.is_contiguous()  # not switched to channels_last
+
+
+def test_checkpoint_path_model(tiny_checkpoint):
+    d = Deblurrer(str(tiny_checkpoint), device="cpu", precision="fp32")
+    assert d.net.config == TINY
+    assert d(smooth_image(16, 16)).image.shape == (16, 16, 3)
+
+
+def test_paper_model_is_paper_size():
+    d = Deblurrer("paper", device="cpu", precision="fp32")
+    assert (d.net.config.width, d.net.config.blocks) == (64, 6)
+
+
+def test_auto_device_is_cpu_without_accelerators():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    assert str(inference.pick_device("auto")) in ("cpu", "mps")
+
+
+def test_fp32_request_disables_autocast(tiny):
+    assert tiny.dtype is None and tiny.precision == "fp32"
+
+
+def test_bf16_is_not_trusted_from_the_flag_alone(monkeypatch):
+    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
+    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: False)
+    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(inference, "BF16_MIN_SPEEDUP", 1e9)  # bf16 can never be fast enough
+    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
+    monkeypatch.setattr(inference, "BF16_MIN_PSNR", 1e9)  # bf16 can never be accurate enough
+    monkeypatch.setattr(inference, "BF16_MIN_SPEEDUP", 0.0)
+    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+
+
+def test_bf16_decision_is_cached(monkeypatch):
+    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
+    net = tiny_net()
+    first = inference.cpu_bf16_pays_off(net)
+    monkeypatch.setattr(inference, "_probe_image", lambda size: pytest.fail("measured twice"))
+    assert inference.cpu_bf16_pays_off(net) is first
+
+
+@pytest.mark.skipif(not inference.cpu_bf16_supported(), reason="no bf16 on this CPU")
+def test_bf16_output_is_close_to_fp32():
+    net = tiny_net()
+    img = smooth_image(40, 48)
+    a = Deblurrer(net, device="cpu", precision="fp32")(img).image
+    b = Deblurrer(net, device="cpu", precision="bf16")(img).image
+    assert b.dtype == np.float32 and psnr(a, b) >= 40
