@@ -74,6 +74,17 @@ def grid(rows: list[list[np.ndarray]], width: int) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
+def describe_model(model: str) -> str:
+    """Which weights made the pictures: bundled or a checkpoint, with its training phase and step."""
+    from napari_gldeblur.models import bundled_available, model_info
+
+    if model == "lite" and not bundled_available("lite"):
+        return "lite WITHOUT bundled weights (untrained network)"
+    info = model_info(model)
+    where = "bundled lite" if model == "lite" else model
+    return f"{where} (config {info.get('config')}, phase {info.get('phase')}, step {info.get('step')})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
@@ -88,12 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     from skimage.io import imsave
 
     from napari_gldeblur._sample_data import dynamic_scene
-    from napari_gldeblur.models import bundled_available
 
     args.out.mkdir(parents=True, exist_ok=True)
     qt_main_window.SHOW_QT_WARNING = False  # keep the PyQt5 deprecation toast out of the picture
     viewer = napari.Viewer(show=True, title="napari: GL Deblur")
-    viewer.window._qt_window.resize(1700, 860)
+    viewer.window._qt_window.resize(1500, 820)
     app = QApplication.instance()
     if args.image.is_file():
         [source] = viewer.open(str(args.image), plugin="napari-gldeblur")
@@ -111,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.tile.value = args.tile
     widget.layer.value = source
     app.processEvents()
-    model_note = args.model if args.model != "lite" else (
-        "bundled lite" if bundled_available("lite") else "lite WITHOUT bundled weights (untrained)")
+    model_note = describe_model(args.model)
     print(f"deblurring {origin} with {model_note} ...", flush=True)
     widget.run_button.native.click()
     wait_for(widget, app)
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         panels[title] = label(crop_to_content(viewer.screenshot(canvas_only=True, flash=False)), title)
     names = list(panels)
-    figure = grid([[panels[n] for n in names[:2]], [panels[n] for n in names[2:]]], width=1800)
+    figure = grid([[panels[n] for n in names[:2]], [panels[n] for n in names[2:]]], width=1280)
     imsave(args.out / "feature_layers.png", figure, check_contrast=False)
     (args.out / "screenshots.txt").write_text(
         f"image: {origin}\nmodel: {model_note}\n{widget.status.value}\n"
