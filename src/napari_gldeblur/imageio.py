@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 from typing import Union
@@ -46,13 +47,19 @@ def read_image_file(path: PathLike) -> np.ndarray:
         if fmt == "TIFF":
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
-        if fmt == "PNG" and _png_is_16bit_colour(path):
-            return decode_png(path.read_bytes())
-        return _read_pillow(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tifffile warns (and returns nothing) on broken files
+                array = np.asarray(tifffile.imread(path))
+        elif fmt == "PNG" and _png_is_16bit_colour(path):
+            array = decode_png(path.read_bytes())
+        else:
+            array = _read_pillow(path)
     except Exception as e:  # decoder errors come in many types; the user needs one line naming the file
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise ValueError(f"{path}: cannot read image ({reason})") from None
+    if array.size == 0:
+        raise ValueError(f"{path}: cannot read image (no pixel data)")
+    return array
 
 
 def _read_pillow(path: Path) -> np.ndarray:
