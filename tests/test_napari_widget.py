@@ -1,6 +1,8 @@
 """The Deblur dock widget in a real napari viewer (run under Xvfb: xvfb-run -a pytest)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -118,15 +120,33 @@ def test_uint16_stack_is_processed_frame_by_frame(viewer_widget, qtbot, notes):
     assert not np.array_equal(deblurred.data[0], deblurred.data[1])  # each frame is its own result
 
 
-def test_cancel_stops_without_adding_layers(viewer_widget, qtbot, notes):
+def test_cancel_stops_between_tiles_without_adding_layers(viewer_widget, qtbot, notes, monkeypatch):
     viewer, widget = viewer_widget
-    src = viewer.add_image(np.zeros((6, 64, 64), np.uint8), name="long")
-    widget.tile.value = 128
+    real = _widget.make_deblurrer
+
+    class Slowed:  # the real engine, 0.1 s per step, so the click lands long before the last frame
+        def __init__(self, inner):
+            self.inner = inner
+
+        def steps(self, *args, **kwargs):
+            for item in self.inner.steps(*args, **kwargs):
+                time.sleep(0.1)
+                yield item
+
+    monkeypatch.setattr(_widget, "make_deblurrer", lambda *args: Slowed(real(*args)))
+    src = viewer.add_image(np.zeros((8, 64, 64), np.uint8), name="long")  # 8 frames, one tile each
+    steps = []
     worker = widget.deblur(src)
     assert not widget.run_button.enabled and widget.cancel_button.enabled
-    widget.cancel_button.native.click()
+
+    def cancel_after_first_tile(progress):
+        steps.append(progress)
+        if len(steps) == 1:
+            widget.cancel_button.native.click()
+
+    worker.yielded.connect(cancel_after_first_tile)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert worker.abort_requested
+    assert worker.abort_requested and 1 <= len(steps) < 8 and steps[-1][1] == 8
     assert outputs(viewer, "long") == [] and len(viewer.layers) == 1
     assert notes["info"] == ["Deblurring cancelled."] and notes["error"] == []
     assert widget.run_button.enabled and not widget.cancel_button.enabled
