@@ -167,3 +167,15 @@ def test_pair_folder_keeps_16_bit_and_mixed_depths_become_float(tmp_path):
     assert blur.dtype == np.float32 and blur.shape == (3, 9, 10, 3)
     np.testing.assert_allclose(np.asarray(blur)[2], 1.0)
     np.testing.assert_allclose(np.asarray(blur)[0], x16[0] / 65535, atol=1e-6)
+
+
+def test_fit_frame_matches_channels_and_pads():
+    from napari_gldeblur._reader import fit_frame
+
+    gray = np.full((3, 4), 7, np.uint8)
+    out = fit_frame(gray, (5, 4, 4), np.dtype(np.uint8))
+    assert out.shape == (5, 4, 4) and (out[:3, :, :3] == 7).all() and (out[:3, :, 3] == 255).all()
+    assert (out[3:] == 0).all()
+    rgba = np.zeros((2, 2, 4), np.uint16)
+    assert fit_frame(rgba, (2, 2, 3), np.dtype(np.uint16)).shape == (2, 2, 3)
+    assert fit_frame(np.full((2, 2), 255, np.uint8), (2, 2), np.dtype(np.float32)).max() == 1.0

@@ -158,11 +158,13 @@ def fit_frame(image: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.
     if image.dtype != dtype:
         convert = {np.dtype(np.uint8): util.img_as_ubyte, np.dtype(np.uint16): util.img_as_uint}
         image = convert.get(np.dtype(dtype), util.img_as_float32)(image)
-    if len(shape) == 3 and image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    elif len(shape) == 3:
-        image = image[..., : shape[2]] if image.shape[-1] >= shape[2] else np.concatenate(
-            [image, np.full(image.shape[:2] + (1,), np.iinfo(dtype).max if dtype.kind in "ui" else 1, dtype)], -1)
+    if len(shape) == 3:
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        if image.shape[-1] < shape[2]:  # RGB frame in an RGBA layout: opaque alpha
+            opaque = np.iinfo(dtype).max if dtype.kind in "ui" else 1
+            image = np.concatenate([image, np.full(image.shape[:2] + (1,), opaque, dtype)], axis=-1)
+        image = image[..., : shape[2]]
     elif image.ndim == 3:  # colour frame in a gray layout
         image = image[..., :3].mean(-1).astype(dtype)
     out = np.zeros(shape, dtype)
