@@ -189,8 +189,27 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
     assert len(pairs) == 3
     assert restoration_mse(saved, pairs) < 0.9 * restoration_mse(start, pairs)
     assert ckpt["fine_tuned_from"] == str(start) and ckpt["optimizer"] is None
-    # the next run gets a fresh default file name instead of overwriting this model
+    # the next run gets a fresh default file name instead of overwriting this model, and may start from this one
     assert Path(widget.save_path.value) != saved and Path(widget.save_path.value).parent == user_models_dir()
+    assert str(saved) in widget.start_model.choices
+
+
+def test_finetune_from_a_gopro_layout_folder(viewer_widget, qtbot, notes, make_checkpoint, tmp_path):
+    from napari_gldeblur.synthesis import write_pairs
+
+    _, widget = viewer_widget
+    for seq, seeds in (("SEQ_A", (0, 1)), ("SEQ_B", (2,))):
+        write_pairs(tmp_path / "pairs" / seq, (blurry_sharp(seed, (40, 56)) for seed in seeds))
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "pairs"
+    configure(widget, make_checkpoint(tmp_path / "start.pt"), steps=6)
+    widget.patch.value = 32
+    widget.save_path.value = tmp_path / "elsewhere" / "mine"  # any path; '.pt' is added
+    widget.start()
+    wait(qtbot, widget)
+    assert notes["error"] == [] and not any("Patch size" in n for n in notes["info"])
+    assert widget.last_outcome.path == tmp_path / "elsewhere" / "mine.pt" and widget.last_outcome.path.is_file()
+    assert widget.last_outcome.steps == 6 and len(widget.plot.psnr) >= 1  # 3 pairs: one validates
 
 
 def test_saved_model_appears_in_deblur_widget_and_changes_its_output(viewer_widget, qtbot, notes, make_checkpoint,
@@ -316,6 +335,10 @@ def test_make_pairs_from_a_sharp_image_adds_a_listed_pair(viewer_widget, qtbot, 
     made_sharp = viewer.layers["reference synthetic sharp (dynamic)"]
     assert blurry.data.shape == made_sharp.data.shape == (3, 32, 32, 3) and blurry.rgb
     assert widget.pairs == [(blurry, made_sharp)]
+    widget.viewer.add_image(np.zeros((8, 8)), name="unrelated")  # the widget sees layers through napari's proxies
+    assert widget.pairs == [(blurry, made_sharp)] and len(widget.pair_list.choices) == 1
+    viewer.layers.remove(made_sharp)
+    assert widget.pairs == [] and len(widget.pair_list.choices) == 0
     assert not np.allclose(blurry.data, made_sharp.data)  # really blurred
     assert check_layer_pair(blurry, made_sharp) == 3
 

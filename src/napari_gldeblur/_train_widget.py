@@ -30,7 +30,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
-from qtpy.QtWidgets import QSizePolicy, QWidget
+from qtpy.QtWidgets import QSizePolicy, QTabWidget, QWidget
 
 from ._events import models_changed
 from ._widget import META_KEY, cuda_device_name, list_user_models, reset_in_order, user_models_dir
@@ -62,6 +62,11 @@ def frame_shape(data_shape: tuple[int, ...], rgb: bool) -> tuple[tuple[int, ...]
     return tuple(data_shape[:-k]), tuple(data_shape[-k:])
 
 
+def unwrap(obj: Any) -> Any:
+    """The object behind napari's plugin proxies (each access makes a new proxy, so ``is``/``id`` need this)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def describe_shape(shape: Sequence[int], rgb: bool) -> str:
     """'48x64' or '3 frames of 48x64' (width x height), for messages naming a layer's size."""
     stack, frame = frame_shape(tuple(shape), rgb)
@@ -81,7 +86,7 @@ def check_layer_pair(blurry: Any, sharp: Any) -> int:
             raise ValueError(f"'{layer.name}' is multiscale: training works on single-resolution images only.")
         if layer.rgb and layer.data.shape[-1] not in (3, 4):
             raise ValueError(f"'{layer.name}' has {layer.data.shape[-1]} channels: expected gray, RGB or RGBA.")
-    if blurry is sharp:
+    if unwrap(blurry) is unwrap(sharp):
         raise ValueError(f"'{blurry.name}' is chosen as both the blurry and the sharp image: pick its sharp partner.")
     b_stack, b_frame = frame_shape(tuple(blurry.data.shape), blurry.rgb)
     s_stack, s_frame = frame_shape(tuple(sharp.data.shape), sharp.rgb)
@@ -169,6 +174,15 @@ def crop_box(height: int, width: int, centre: tuple[float, float], size: int = P
     y0 = min(max(cy - ch // 2, 0), height - ch)
     x0 = min(max(cx - cw // 2, 0), width - cw)
     return y0, x0, y0 + ch, x0 + cw
+
+
+def beside_placement(layer: Any) -> tuple[float, float]:
+    """World (y, x) just right of a layer, where new layers made from it do not cover it."""
+    try:
+        lo, hi = np.asarray(layer.extent.world, dtype=float)[:, -2:]
+        return float(lo[0]), float(hi[1] + 0.05 * (hi[1] - lo[1]))
+    except Exception:  # unusual layers: fall back to the origin
+        return 0.0, 0.0
 
 
 def describe_error(exc: BaseException) -> str:
@@ -342,14 +356,15 @@ class TrainingPlot(QWidget):
         p.setRenderHint(QPainter.Antialiasing)
         fg = self.palette().color(QPalette.WindowText)
         fm = p.fontMetrics()
-        area = QRectF(self.rect()).adjusted(48, fm.height() + 10, -48, -fm.height() - 8)
+        left, right = fm.horizontalAdvance("0.00000") + 8, fm.horizontalAdvance("00.0") + 8  # axis labels fit
+        area = QRectF(self.rect()).adjusted(left, fm.height() + 10, -right, -fm.height() - 8)
         p.setPen(QPen(fg, 1))
         p.drawRect(area)
         legend_y = fm.ascent() + 3
         p.setPen(self.LOSS_COLOR)
-        p.drawText(int(area.left()), legend_y, "training loss (log)")
+        p.drawText(int(area.left()), legend_y, "training loss (log scale)")
         p.setPen(self.PSNR_COLOR)
-        label = "validation PSNR (dB)"
+        label = "val PSNR (dB)"
         p.drawText(int(area.right()) - fm.horizontalAdvance(label), legend_y, label)
         x_max = self.total * self.phases
         p.setPen(fg)
@@ -394,15 +409,11 @@ class TrainingPlot(QWidget):
 
 
 # --- the widget ------------------------------------------------------------------------------------
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
-
-
 class TrainWidget(Container):
     """Dock widget: choose training pairs and a start model, press Start, watch the loss fall, use the model."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=False, scrollable=True)
+        super().__init__(labels=False)
         self.viewer = viewer
         self.worker: Optional[GeneratorWorker] = None
         self.synth_worker: Optional[FunctionWorker] = None
@@ -481,12 +492,17 @@ class TrainWidget(Container):
         plot_box = Container(labels=False)
         plot_box.native.layout().addWidget(self.plot)
 
-        self.extend([_header("Training pairs"), self.source, self.layer_box, self.folder_box,
-                     _header("Make pairs from sharp images"), self.synth_box,
-                     _header("Model and training"), self.settings_box,
-                     Container(widgets=[self.start_button, self.stop_button], layout="horizontal", labels=False),
+        # napari docks ``native`` (magicgui's scroll area would be dropped): tabs keep the dock short instead
+        self.pairs_page = Container(widgets=[self.source, self.layer_box, self.folder_box], labels=False)
+        self.tabs = QTabWidget()
+        for page, title in ((self.pairs_page, "Pairs"), (self.synth_box, "Make pairs"), (self.settings_box, "Settings")):
+            self.tabs.addTab(page.native, title)
+        self.tabs.setTabToolTip(1, "Make training pairs from sharp images alone (synthetic blur)")
+        self.extend([Container(widgets=[self.start_button, self.stop_button], layout="horizontal", labels=False),
                      self.progress, self.status, plot_box])
+        self.native.layout().insertWidget(0, self.tabs)
         self.lr.native.setStepType(self.lr.native.AdaptiveDecimalStepType)
+        self._fit_narrow_dock()
         self._set_default_save()
 
         self.source.changed.connect(self._on_source_changed)
@@ -504,6 +520,16 @@ class TrainWidget(Container):
         for lyr in viewer.layers:
             lyr.events.name.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._teardown)
+
+    def _fit_narrow_dock(self) -> None:
+        """Let long layer/model names elide instead of widening the dock past the window."""
+        from qtpy.QtWidgets import QComboBox, QLineEdit
+
+        for combo in self.native.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(14)
+        for edit in self.native.findChildren(QLineEdit):
+            edit.setMinimumWidth(80)
 
     # --- choices ---------------------------------------------------------------------------------
     def _layer_choices(self, _widget: Any = None) -> list[tuple[str, napari.layers.Image]]:
@@ -548,7 +574,7 @@ class TrainWidget(Container):
         except ValueError as exc:
             show_error(str(exc))
             return False
-        if any(b is blurry and s is sharp for b, s in self.pairs):
+        if any(unwrap(b) is unwrap(blurry) and unwrap(s) is unwrap(sharp) for b, s in self.pairs):
             show_info(f"'{blurry.name}' → '{sharp.name}' is already in the list.")
             return False
         self.pairs.append((blurry, sharp))
@@ -571,8 +597,8 @@ class TrainWidget(Container):
     def _on_layers_changed(self, event: Any = None) -> None:
         if event is not None and getattr(event, "type", "") == "inserted":
             event.value.events.name.connect(self._on_layers_changed)
-        present = set(map(id, self.viewer.layers))
-        self.pairs = [(b, s) for b, s in self.pairs if id(b) in present and id(s) in present]
+        present = {id(unwrap(lyr)) for lyr in self.viewer.layers}
+        self.pairs = [(b, s) for b, s in self.pairs if id(unwrap(b)) in present and id(unwrap(s)) in present]
         for combo in (self.blurry, self.sharp, self.synth_layer, self.preview_layer):
             reset_in_order(combo, self._layer_choices())
         self.pair_list.reset_choices()
@@ -615,7 +641,8 @@ class TrainWidget(Container):
                 return describe_error(exc)
 
         worker = thread_worker(work, start_thread=False)()
-        worker.returned.connect(lambda result: self._on_synthesized(result, name, kind))
+        beside = beside_placement(layer)
+        worker.returned.connect(lambda result: self._on_synthesized(result, name, kind, beside))
         worker.finished.connect(self._on_synth_finished)
         self.synth_worker = worker
         self.synth_button.enabled = False
@@ -623,13 +650,14 @@ class TrainWidget(Container):
         worker.start()
         return worker
 
-    def _on_synthesized(self, result: tuple[np.ndarray, np.ndarray] | str, name: str, kind: str) -> None:
+    def _on_synthesized(self, result: tuple[np.ndarray, np.ndarray] | str, name: str, kind: str,
+                        beside: tuple[float, float] = (0.0, 0.0)) -> None:
         if isinstance(result, str):
             show_error(result)
             self.status.value = "failed: " + result
             return
         blur, sharp = result
-        style = {"rgb": True, "contrast_limits": (0.0, 1.0)}
+        style = {"rgb": True, "contrast_limits": (0.0, 1.0), "translate": (0.0, *beside)}  # right of the source
         sharp_layer = self.viewer.add_image(sharp, name=f"{name} synthetic sharp ({kind})", visible=False, **style)
         blur_layer = self.viewer.add_image(blur, name=f"{name} synthetic blurry ({kind})", **style)
         self.add_pair(blur_layer, sharp_layer)
