@@ -85,3 +85,21 @@ def test_unknown_variant_is_a_clear_error():
 
 def test_configs_are_named():
     assert set(CONFIGS) == {"paper", "lite"}
+
+
+def test_branch_images_do_not_alter_returned_features():
+    net = build(TINY).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        plain = net(x)
+        full = net(x, branch_images=True)
+    assert torch.equal(plain.local_features, full.local_features)
+    assert torch.equal(plain.global_features, full.global_features)
+    assert torch.equal(plain.image, full.image)
+
+
+def test_training_with_branch_images_backpropagates():
+    net = build(TINY)
+    out = net(torch.rand(1, 3, 16, 16), branch_images=True)
+    (out.image.mean() + out.local_image.mean() + out.global_image.mean()).backward()
+    assert net.local_branch.head[0].weight.grad is not None

@@ -88,7 +88,8 @@ class Branch(nn.Module):
         self.up2 = nn.Sequential(nn.ConvTranspose2d(w3, w2, 4, stride=2, padding=1), act())  # x2
         self.up1 = nn.Sequential(nn.ConvTranspose2d(w2, w1, 4, stride=2, padding=1), act())  # x2
         self.feature_conv = conv(w1, w1)  # decoder conv 1 -> Ψ
-        self.image_convs = nn.Sequential(act(), conv(w1, w1), act(), conv(w1, 3))  # decoder convs 2, 3
+        # decoder convs 2, 3; the first activation is not in-place so Ψ itself stays unchanged for fusion
+        self.image_convs = nn.Sequential(nn.LeakyReLU(0.2), conv(w1, w1), act(), conv(w1, 3))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
