@@ -166,7 +166,8 @@ def format_eta(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def crop_box(height: int, width: int, centre: tuple[float, float], size: int = PREVIEW_SIZE) -> tuple[int, int, int, int]:
+def crop_box(height: int, width: int, centre: tuple[float, float],
+             size: int = PREVIEW_SIZE) -> tuple[int, int, int, int]:
     """(y0, x0, y1, x1) of an at most ``size`` square crop around ``centre``, kept inside the image."""
     ch, cw = min(size, height), min(size, width)
     cy = int(round(centre[0])) if math.isfinite(centre[0]) else height // 2
@@ -263,7 +264,8 @@ def make_preview(checkpoint: Path, job: PreviewJob, phase: str) -> Preview:
     ckpt = models.read_checkpoint(checkpoint)
     net = models.model_from_checkpoint(ckpt, str(checkpoint)).eval()
     phase = "joint" if phase not in ("global", "local") else phase
-    return Preview(np.clip(restore(net, job.image, phase), 0, 1), int(ckpt.get("step", 0)), str(ckpt.get("phase", phase)))
+    image = np.clip(restore(net, job.image, phase), 0, 1)
+    return Preview(image, int(ckpt.get("step", 0)), str(ckpt.get("phase", phase)))
 
 
 def run_training(job: TrainJob, stop: Callable[[], bool]) -> Generator[Event, None, TrainOutcome]:
@@ -442,7 +444,8 @@ class TrainWidget(Container):
                                             Container(widgets=[self.add_button, self.remove_button, self.clear_button],
                                                       layout="horizontal", labels=False, label=""),
                                             self.pair_list])
-        self.folder = FileEdit(label="folder", mode="d", tooltip="blur/ + sharp/ subfolders, or SEQ/blur + SEQ/sharp (GoPro)")
+        self.folder = FileEdit(label="folder", mode="d",
+                               tooltip="blur/ + sharp/ subfolders, or SEQ/blur + SEQ/sharp (GoPro)")
         self.folder_box = Container(widgets=[self.folder], visible=False)
 
         # 2. pairs from sharp images alone
@@ -473,7 +476,8 @@ class TrainWidget(Container):
                                       tooltip="Fraction of pairs kept for validation PSNR (at least one pair trains)")
         self.device = ComboBox(label="device", choices=self._device_choices(), value="auto")
         self.save_path = FileEdit(label="save to", mode="w", filter="*.pt",
-                                  tooltip=f"Checkpoint to write; models in {user_models_dir()} appear in the Deblur widget")
+                                  tooltip=f"Checkpoint to write; models in {user_models_dir()} "
+                                          "appear in the Deblur widget")
         self.preview = CheckBox(text="preview while training", value=False,
                                 tooltip="Deblur a crop of a layer with the current weights every few steps")
         self.preview_layer = ComboBox(label="preview on", choices=self._layer_choices, nullable=True, visible=False)
@@ -484,7 +488,8 @@ class TrainWidget(Container):
 
         # 4. run
         self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False, tooltip="End after the current step, keep the best weights, save")
+        self.stop_button = PushButton(text="Stop", enabled=False,
+                                      tooltip="End after the current step, keep the best weights, save")
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
@@ -495,7 +500,8 @@ class TrainWidget(Container):
         # napari docks ``native`` (magicgui's scroll area would be dropped): tabs keep the dock short instead
         self.pairs_page = Container(widgets=[self.source, self.layer_box, self.folder_box], labels=False)
         self.tabs = QTabWidget()
-        for page, title in ((self.pairs_page, "Pairs"), (self.synth_box, "Make pairs"), (self.settings_box, "Settings")):
+        pages = ((self.pairs_page, "Pairs"), (self.synth_box, "Make pairs"), (self.settings_box, "Settings"))
+        for page, title in pages:
             self.tabs.addTab(page.native, title)
         self.tabs.setTabToolTip(1, "Make training pairs from sharp images alone (synthetic blur)")
         self.extend([Container(widgets=[self.start_button, self.stop_button], layout="horizontal", labels=False),
@@ -548,7 +554,8 @@ class TrainWidget(Container):
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         from .models import bundled_available
 
-        items = [("lite (bundled)" if bundled_available("lite") else "lite (bundled weights missing: untrained)", "lite")]
+        lite = "lite (bundled)" if bundled_available("lite") else "lite (bundled weights missing: untrained)"
+        items = [(lite, "lite")]
         items += [(f"{p.stem} (your model)", str(p)) for p in list_user_models()]
         return items + [("checkpoint file…", FILE)]
 
@@ -566,7 +573,7 @@ class TrainWidget(Container):
 
     # --- pairs -----------------------------------------------------------------------------------
     def add_pair(self, blurry: Any = None, sharp: Any = None) -> bool:
-        """Add a (blurry, sharp) layer pair to the list (default: the chosen layers); False with a notification if invalid."""
+        """Add a (blurry, sharp) layer pair to the list (default: the chosen ones); False + notification if invalid."""
         blurry = self.blurry.value if blurry is None else blurry
         sharp = self.sharp.value if sharp is None else sharp
         try:
@@ -725,7 +732,7 @@ class TrainWidget(Container):
         else:
             folder_path = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
             if folder_path is None:
-                raise ValueError("No training folder chosen: pick a folder with blur/ and sharp/ (or SEQ/blur, SEQ/sharp).")
+                raise ValueError("No training folder chosen: pick one with blur/ and sharp/ (or SEQ/blur, SEQ/sharp).")
             n = len(find_pairs(folder_path))  # checks the layout now; images are read in the worker
             folder, label = str(folder_path), f"{n} pairs from {folder_path}"
         model = self.start_model.value
@@ -820,7 +827,7 @@ class TrainWidget(Container):
             self.status.value = "failed: " + outcome.error
             return
         self.progress.native.setFormat("%p%")
-        psnr = [m.get("val_psnr") for m in outcome.metrics.values() if isinstance(m, dict) and m.get("val_psnr") is not None]
+        psnr = [m["val_psnr"] for m in outcome.metrics.values() if isinstance(m, dict) and m.get("val_psnr")]
         score = f", val PSNR {psnr[-1]:.2f} dB" if psnr else ""
         how = "stopped" if outcome.stopped else "done"
         self.status.value = f"{how} after {outcome.steps} steps in {outcome.seconds:.0f} s{score}: saved {outcome.path}"
