@@ -55,6 +55,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", default=[], help="dynamic-scene pairs (flat or GoPro layout); repeatable")
     p.add_argument("--global-data", action="append", default=[], help="uniform-blur pairs for phase global")
+    p.add_argument("--joint-data", action="append", default=[],
+                   help="pairs for phase joint / end2end (default: --data); repeatable")
     p.add_argument("--phase", choices=["global", "local", "joint", "all", "end2end"], default=None,
                    help="default: joint when fine-tuning a trained model, all when training from scratch")
     p.add_argument("--model", default="lite", help="lite (bundled, fine-tune), paper, scratch:lite, or a checkpoint")
@@ -77,8 +79,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from .training import TrainConfig, distributed, train
 
-    cfg = TrainConfig(data=args.data, global_data=args.global_data, phase=args.phase, model=args.model,
-                      variant=args.variant, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+    cfg = TrainConfig(data=args.data, global_data=args.global_data, joint_data=args.joint_data, phase=args.phase,
+                      model=args.model, variant=args.variant, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every, out=args.out,
                       seed=args.seed, device=args.device)
     rank, _ = distributed()

@@ -34,6 +34,7 @@ class TrainConfig:
 
     data: list[str] = field(default_factory=list)  # dynamic-scene pairs (phases local, joint)
     global_data: list[str] = field(default_factory=list)  # uniform-blur pairs (phase global)
+    joint_data: list[str] = field(default_factory=list)  # pairs for phases joint/end2end (default: data)
     phase: Optional[str] = None  # global | local | joint | all | end2end; None: joint to fine-tune, else all
     model: str = "lite"  # lite (bundled weights: fine-tuning) | paper | checkpoint path | "scratch:lite"
     variant: Optional[str] = None  # LB | DB | DBAF (default: the model's)
@@ -212,7 +213,7 @@ def checkpoint(net: DBAFNet, config: TrainConfig, phases: list[str], phase_index
 
 def load_data(config: TrainConfig, phase: str, cache: dict) -> tuple[list[Pair], list[Pair]]:
     """(train, validation) pairs of a phase, read once per folder list; ``cache`` may hold in-memory pairs."""
-    roots = config.global_data if phase == "global" else config.data
+    roots = {"global": config.global_data, "local": config.data}.get(phase, config.joint_data or config.data)
     key = tuple(roots)
     if key not in cache:
         if not roots:
@@ -247,7 +248,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
     net.to(device).train()
     cache: dict = {}
     if pairs is not None:
-        cache[tuple(config.global_data)] = cache[tuple(config.data)] = split(list(pairs), config.val_fraction, config.seed)
+        in_memory = split(list(pairs), config.val_fraction, config.seed)
+        cache.update({tuple(config.global_data): in_memory, tuple(config.data): in_memory, tuple(config.joint_data): in_memory})
     metrics: dict = dict(state.get("metrics", {}))
     for pi in range(start_phase, len(phases)):
         phase = phases[pi]
