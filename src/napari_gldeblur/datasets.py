@@ -14,15 +14,10 @@ Pair = tuple[np.ndarray, np.ndarray]
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] from an 8/16-bit or float, gray or RGB(A) file; ValueError names the file."""
-    from skimage.io import imread
-
-    from .models import first_line
+    from .imageio import read_image_file
     from .synthesis import as_rgb_float
 
-    try:
-        return as_rgb_float(imread(path))
-    except Exception as e:
-        raise ValueError(f"cannot read image {path}: {first_line(e)}") from None
+    return as_rgb_float(read_image_file(path))  # keeps 16-bit colour PNG/TIFF precision
 
 
 def _images(folder: Path) -> dict[str, Path]:
