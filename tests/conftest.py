@@ -1,9 +1,33 @@
-"""Shared fixtures: an isolated per-user data folder and a tiny checkpoint that runs in milliseconds."""
+"""Shared fixtures: an isolated per-user data folder, one torch thread, and a tiny checkpoint that runs in milliseconds."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "torch_threads: keep torch's thread settings (skip the one-thread fixture)")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request, monkeypatch):
+    """Run torch on one intra-op thread: tiny test nets are ~50x slower on 2 threads when another process
+    (e.g. a background training run) shares the cores, and gain nothing from threads otherwise. The
+    Deblurrer's ``inference.use_all_cores`` would raise the count again, so it reports without changing it.
+    Tests that check thread behaviour opt out with ``@pytest.mark.torch_threads``."""
+    if request.node.get_closest_marker("torch_threads"):
+        yield
+        return
+    import torch
+
+    from napari_gldeblur import inference
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(inference, "use_all_cores", torch.get_num_threads)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -19,23 +19,6 @@ pytestmark = pytest.mark.napari
 WIDGET = "Fine-tune (train on your pairs)"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread(monkeypatch):
-    """Tiny nets run ~50x faster on one thread when the cores are shared (OpenMP spinning)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from napari_gldeblur import inference
-
-        monkeypatch.setattr(inference, "use_all_cores", torch.get_num_threads)  # the Deblurrer would raise it
-    except ImportError:
-        pass
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def notes(monkeypatch) -> dict[str, list[str]]:
     """Capture the widget's notifications by level."""
@@ -228,10 +211,12 @@ def test_saved_model_appears_in_deblur_widget_and_changes_its_output(viewer_widg
     widget.blurry.value, widget.sharp.value = b1, s1  # empty list: the chosen layers are the pair
     configure(widget, start, steps=30)
     widget.val_split.value = 0.0
+    widget.save_path.value = tmp_path / "my models" / "mine.pt"  # outside the user models folder
     widget.start()
     wait(qtbot, widget)
     assert notes["error"] == [], notes["error"]
     saved = str(widget.last_outcome.path)
+    assert Path(saved).parent != user_models_dir()
     assert saved in [v for v in deblur.model.choices]  # listed at once, without reopening the widget
     deblur.model.value = saved
     deblur.deblur(b1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +102,42 @@ def test_rerun_replaces_outputs_in_place(viewer_widget, qtbot, notes):
     assert len(viewer.layers) == 5 and [id(x) for x in first] == [id(x) for x in second]
     assert second[0].data.dtype == np.float32
     assert notes["error"] == []
+
+
+def test_rerun_after_renaming_source_and_adding_layers_updates_the_same_outputs(viewer_widget, qtbot, notes):
+    """Outputs are found by the source's unique id, not its name nor proxy identity (napari hands the widget proxies)."""
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.random.default_rng(1).random((24, 30), dtype=np.float32), name="cells")
+    run(qtbot, widget, widget.viewer.layers["cells"])  # a plugin-side proxy, as napari's own callbacks pass
+    first = outputs(viewer, "cells")
+    first[1].visible = True  # the user shows one feature map
+    viewer.add_image(np.zeros((24, 30), np.float32), name="other")
+    src.name = "cells (renamed)"
+    widget.layer.value = widget.viewer.layers["cells (renamed)"]
+    run(qtbot, widget)
+    second = outputs(viewer, "cells (renamed)")
+    assert len(viewer.layers) == 6 and outputs(viewer, "cells") == []  # no pile-up of stale outputs
+    assert all(a is b for a, b in zip(first, second, strict=True))  # the same layers, renamed and updated
+    assert second[1].visible and not second[2].visible
+    widget.add_features.value = False
+    run(qtbot, widget)  # stale maps of this source are dropped, whatever their name
+    assert [lyr.name for lyr in viewer.layers] == ["cells (renamed)", "cells (renamed) deblurred", "other"]
+    assert notes["error"] == []
+
+
+def test_a_same_named_layer_that_is_not_ours_is_never_overwritten(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    mine = np.full((16, 16), 7, np.uint8)
+    theirs = viewer.add_image(mine.copy(), name="img deblurred")  # e.g. deblurred with another tool
+    src = viewer.add_image(np.zeros((16, 16), np.uint8), name="img")
+    widget.add_features.value = False
+    run(qtbot, widget, src)
+    np.testing.assert_array_equal(theirs.data, mine)
+    ours = [lyr for lyr in viewer.layers if lyr.metadata.get(_widget.META_KEY, {}).get("role") == "image"]
+    assert len(ours) == 1 and ours[0] is not theirs and ours[0].name.startswith("img deblurred")
+    run(qtbot, widget, src)  # and a rerun updates ours, not theirs
+    assert len(viewer.layers) == 3
+    np.testing.assert_array_equal(theirs.data, mine)
 
 
 def test_uint16_stack_is_processed_frame_by_frame(viewer_widget, qtbot, notes):
@@ -227,6 +264,24 @@ def test_model_chooser_lists_user_checkpoints_and_browse(viewer_widget, tmp_path
     widget._ask_checkpoint = lambda: str(other)
     widget.model.value = BROWSE
     assert widget.model.value == str(other)
+
+
+def test_model_saved_outside_user_folder_is_offered_without_being_selected(viewer_widget, tmp_path, make_checkpoint):
+    _, widget = viewer_widget
+    chosen = widget.model.value
+    saved = make_checkpoint(tmp_path / "custom place" / "fine-tuned.pt")
+    models_changed.emit(str(saved))  # the training widget saved to a path the user picked
+    assert str(saved.resolve()) in widget.model.choices and widget.model.choices[-1] == BROWSE
+    assert widget.model.value == chosen
+    label = widget.model.native.itemText(widget.model.choices.index(str(saved.resolve())))
+    assert label == f"fine-tuned.pt ({saved.resolve().parent})"
+    in_folder = make_checkpoint(user_models_dir() / "mine.pt")
+    models_changed.emit(in_folder)  # a Path works too; a user-folder model is listed once
+    assert [v for v in widget.model.choices if v != BROWSE and Path(v).name == "mine.pt"] == [str(in_folder)]
+    n = len(widget.model.choices)
+    models_changed.emit(str(saved))  # announced again: still listed once
+    models_changed.emit(None)  # no path: just re-list
+    assert len(widget.model.choices) == n and widget.model.value == chosen
 
 
 def test_device_choices_show_availability(viewer_widget):

@@ -5,6 +5,8 @@ yielding progress per tile, so the viewer stays responsive, the progress bar mov
 between tiles. Results become four
 layers named after the source: ``<name> deblurred``, ``<name> local features``, ``<name> global
 features`` and ``<name> attention mask``; running again on the same layer updates them in place.
+Outputs are found again by the source's ``unique_id`` stored in their metadata, never by name or object
+identity: napari hands plugins proxy objects (a new one per access), and names change when layers are renamed.
 Every failure becomes one napari notification with a one-line reason; the widget stays usable.
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ FEATURE_STYLE = {
     "attention": {"colormap": "turbo", "opacity": 0.6},
 }
 TILE_CHOICES = [("auto", None)] + [(f"{t} px", t) for t in (128, 256, 512, 1024, 2048)]
-META_KEY = "napari_gldeblur"  # layer.metadata entry marking our outputs: {"role", "source"}
+META_KEY = "napari_gldeblur"  # layer.metadata entry marking our outputs: {"role", "source", "source_id"}
 
 
 def user_models_dir() -> Path:
@@ -70,6 +72,25 @@ def cuda_device_name() -> Optional[str]:
 
 def output_name(source: str, role: str) -> str:
     return f"{source} {SUFFIX[role]}"
+
+
+def source_key(layer: Any) -> str:
+    """A layer's session-unique id as text: stable across renames and napari's per-access plugin proxies."""
+    return str(layer.unique_id)
+
+
+def output_meta(source: Any, role: str) -> dict[str, dict[str, str]]:
+    """The metadata entry marking a layer as the ``role`` output of ``source``."""
+    return {META_KEY: {"role": role, "source": source.name, "source_id": source_key(source)}}
+
+
+def find_output(layers: Any, source: Any, role: str) -> Any:
+    """The ``role`` output layer of ``source`` (by metadata, preferring the expected name), or None."""
+    key = source_key(source)
+    found = [lyr for lyr in layers
+             if lyr.metadata.get(META_KEY, {}).get("source_id") == key and lyr.metadata[META_KEY].get("role") == role]
+    named = [lyr for lyr in found if lyr.name == output_name(source.name, role)]
+    return (named or found or [None])[0]
 
 
 def check_layer(layer: Any) -> napari.layers.Image:
@@ -257,7 +278,7 @@ class DeblurWidget(Container):
         seen = {"lite"}
         for path in list_user_models():
             items.append((f"{path.stem} (your model)", str(path)))
-            seen.add(str(path))
+            seen.add(str(path.resolve()))
         for path in self._extra_models:
             if path not in seen and Path(path).is_file():
                 items.append((f"{Path(path).name} ({Path(path).parent})", path))
@@ -280,13 +301,21 @@ class DeblurWidget(Container):
             reset_in_order(self.model, self._model_choices(), fallback="lite")
         self._last_model = self.model.value
 
-    def add_model(self, path: str | Path) -> None:
-        """Offer a checkpoint file in the chooser and select it (what "Browse…" does after the dialog)."""
+    def add_model(self, path: str | Path, select: bool = True) -> None:
+        """Offer a checkpoint file in the chooser and (by default) select it (what "Browse…" does after the dialog)."""
         path = str(Path(path).expanduser().resolve())
         if path not in self._extra_models:
             self._extra_models.append(path)
         self.refresh_models()
-        self.model.value = path
+        if select:
+            self.model.value = self._choice_for(path)
+
+    def _choice_for(self, resolved: str) -> str:
+        """The chooser value naming the file ``resolved`` (a user-folder entry may be spelled unresolved)."""
+        for value in self.model.choices:
+            if value not in ("lite", BROWSE) and str(Path(value).resolve()) == resolved:
+                return value
+        return resolved
 
     def _on_model_changed(self, value: str) -> None:
         if value != BROWSE:
@@ -307,8 +336,12 @@ class DeblurWidget(Container):
                                               "Checkpoints (*.pt *.pth);;All files (*)")
         return path or None
 
-    def _on_models_saved(self, _path: Any = None) -> None:
-        self.refresh_models()
+    def _on_models_saved(self, path: Any = None) -> None:
+        """A checkpoint was saved (``path``, anywhere; None: just re-list the user folder): offer it, keep the choice."""
+        if path is not None and str(path) and Path(path).is_file():
+            self.add_model(path, select=False)
+        else:
+            self.refresh_models()
 
     def _on_layers_changed(self, event: Any = None) -> None:
         if event is not None and getattr(event, "type", "") == "inserted":
@@ -387,7 +420,7 @@ class DeblurWidget(Container):
             show_error(outcome.error)
             self.status.value = "failed: " + outcome.error
             return
-        if source is None or source not in self.viewer.layers:
+        if source is None or source_key(source) not in {source_key(lyr) for lyr in self.viewer.layers}:
             show_warning("The source layer was removed while deblurring: result discarded.")
             return
         self.show_results(source, outcome.arrays, outcome.limits)
@@ -430,21 +463,24 @@ class DeblurWidget(Container):
                 lim = limits.get(role) or robust_limits(arrays[role])
                 out.append(self._upsert(source, role, arrays[role], placement, rgb=False, contrast_limits_range=(0.0, 1.0),
                                         contrast_limits=lim, blending="translucent", **FEATURE_STYLE[role]))
-            elif output_name(source.name, role) in self.viewer.layers:
-                self.viewer.layers.remove(output_name(source.name, role))
+            elif (stale := find_output(self.viewer.layers, source, role)) is not None:
+                self.viewer.layers.remove(stale)
         self.viewer.layers.selection.active = out[0]  # show the result's controls, not the last map's
         return out
 
     def _upsert(self, source: napari.layers.Image, role: str, data: np.ndarray, placement: dict, **style: Any):
+        """Update ``source``'s ``role`` output in place, or add it; a same-named layer that is not ours is left alone."""
         name = output_name(source.name, role)
         style = {k: v for k, v in style.items() if v is not None}
-        meta = {META_KEY: {"role": role, "source": source.name}}
-        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        meta = output_meta(source, role)
+        old = find_output(self.viewer.layers, source, role)
         if isinstance(old, napari.layers.Image) and old.rgb == style["rgb"] and old.ndim == data.ndim - style["rgb"]:
             old.data = data  # in place: keeps the user's position in the layer list and visibility
             for key, value in {**placement, **style}.items():
                 if key not in ("rgb", "opacity", "colormap", "blending"):  # keep what the user may have restyled
                     setattr(old, key, value)
+            if old.name == output_name(old.metadata[META_KEY].get("source", ""), role):  # not renamed by the user:
+                old.name = name  # follow the source's current name
             old.metadata.update(meta)
             return old
         if old is not None:
@@ -463,6 +499,6 @@ class DeblurWidget(Container):
         if source is None:
             return
         for role in FEATURE_ROLES:
-            name = output_name(source.name, role)
-            if name in self.viewer.layers:
-                self.viewer.layers[name].visible = bool(show)
+            layer = find_output(self.viewer.layers, source, role)
+            if layer is not None:
+                layer.visible = bool(show)
