@@ -2,7 +2,7 @@
 ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
 
 Usage: python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model LB-Net=runs/ablation/LB.pt ...
-       [--data-root data] [--json results.json] [--no-baselines] [--limit N]
+       [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main() -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each set")
+    p.add_argument("--merge", default=None, help="JSON from an earlier run (e.g. the baselines) to include")
     args = p.parse_args()
     sets = {"held-out global": [f"{args.data_root}/heldout/global"],
             "held-out dynamic": [f"{args.data_root}/heldout/dynamic"],
@@ -37,7 +38,7 @@ def main() -> int:
     for spec in args.model:
         name, _, model = spec.partition("=")
         methods[name] = model_restorer(model)
-    results: dict = {}
+    results: dict = json.loads(Path(args.merge).read_text()) if args.merge else {}
     for set_name, roots in sets.items():
         pairs = load_set(roots)
         if args.limit:
@@ -64,7 +65,7 @@ def main() -> int:
 
 def table(results: dict) -> str:
     sets = list(results)
-    methods = list(next(iter(results.values())))
+    methods = list(dict.fromkeys(m for r in results.values() for m in r))
     head = "| method | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " |"
     lines = [head, "|" + "---|" * (len(sets) + 1)]
     for m in methods:

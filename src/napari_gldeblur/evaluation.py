@@ -36,15 +36,19 @@ def gaussian_psf(sigma: float = GUESSED_SIGMA) -> np.ndarray:
     return psf / psf.sum()
 
 
-def _per_channel(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
-    return np.clip(np.stack([fn(image[..., c]) for c in range(image.shape[-1])], -1), 0, 1).astype(np.float32)
+def _per_channel(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, pad: int = 0) -> np.ndarray:
+    """Apply a 2-D deconvolution to each channel; reflect-pad first so the borders do not ring."""
+    h, w = image.shape[:2]
+    padded = np.pad(image.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    out = np.stack([fn(padded[..., c]) for c in range(image.shape[-1])], -1)[pad : pad + h, pad : pad + w]
+    return np.clip(out, 0, 1).astype(np.float32)
 
 
 def richardson_lucy(image: np.ndarray, sigma: float = GUESSED_SIGMA, iterations: int = 10) -> np.ndarray:
     from skimage.restoration import richardson_lucy as rl
 
     psf = gaussian_psf(sigma)
-    return _per_channel(lambda ch: rl(ch, psf, num_iter=iterations, clip=True), image)
+    return _per_channel(lambda ch: rl(ch, psf, num_iter=iterations, clip=True), image, pad=2 * psf.shape[0])
 
 
 def unsupervised_wiener(image: np.ndarray, sigma: float = GUESSED_SIGMA) -> np.ndarray:
@@ -52,13 +56,15 @@ def unsupervised_wiener(image: np.ndarray, sigma: float = GUESSED_SIGMA) -> np.n
 
     psf = gaussian_psf(sigma)
     rng = np.random.default_rng(0)
-    return _per_channel(lambda ch: uw(ch, psf, clip=True, rng=rng)[0], image)
+    return _per_channel(lambda ch: uw(ch, psf, clip=True, rng=rng)[0], image, pad=2 * psf.shape[0])
 
 
 def unsharp_mask(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) -> np.ndarray:
     from skimage.filters import unsharp_mask as um
 
-    return np.clip(um(image, radius=radius, amount=amount, channel_axis=-1), 0, 1).astype(np.float32)
+    # float64 on purpose: scikit-image 0.26's unsharp_mask returns garbage (NaN) now and then for float32 input
+    out = um(image.astype(np.float64), radius=radius, amount=amount, channel_axis=-1)
+    return np.clip(out, 0, 1).astype(np.float32)
 
 
 BASELINES: dict[str, Restorer] = {
