@@ -279,22 +279,39 @@ def test_cancel_stops_between_tiles():
     assert len(calls) == 2
 
 
-def test_choose_tile_fits_the_budget():
+def tiles_needed(h: int, w: int, tile: tuple[int, int], overlap: int = 32) -> int:
+    return len(tile_starts(h + (-h % 4), tile[0], overlap)) * len(tile_starts(w + (-w % 4), tile[1], overlap))
+
+
+def test_choose_tile_fits_the_budget_without_wasting_work():
     assert choose_tile(100, 100, 100, 10**6) is None  # fits whole
-    th, tw = choose_tile(4000, 6000, 768, 200 << 20)
-    assert th % 32 == 0 and tw % 32 == 0 and th * tw * 768 <= 200 << 20
-    assert th * tw * 768 > (200 << 20) / 2  # not wastefully small
-    th, tw = choose_tile(100, 50000, 768, 200 << 20)
-    assert th == 100 and tw * th * 768 <= 200 << 20  # thin strips get long tiles
+    budget = 200 << 20
+    th, tw = choose_tile(4000, 6000, 768, budget)
+    assert th % 4 == 0 and tw % 4 == 0 and th * tw * 768 <= budget
+    assert tiles_needed(4000, 6000, (th, tw)) * th * tw <= 1.2 * 4000 * 6000  # overlaps cost < 20% extra
+    th, tw = choose_tile(100, 50000, 768, budget)
+    assert th == 100 and tw * th * 768 <= budget  # thin strips get long tiles
+    assert choose_tile(720, 1280, 768, 1 << 40, max_area=600_000) in ((720, 656), (376, 1280))  # two halves
+
+
+def test_cpu_tiles_keep_feature_maps_under_the_mmap_threshold():
+    area = inference.speed_tile_area(16)
+    assert area * 16 * 4 <= 32 << 20
+    th, tw = choose_tile(720, 1280, inference.bytes_per_pixel(16), 1 << 40, 32, area)
+    assert th * tw <= area and tiles_needed(720, 1280, (th, tw)) == 2
 
 
 def test_auto_tiles_from_a_small_memory_budget(monkeypatch):
     net = tiny_net()
     img = smooth_image(160, 240)
     whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
-    monkeypatch.setattr(inference, "available_memory", lambda: 2 * 96 * 96 * inference.bytes_per_pixel(TINY.width))
-    tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
-    assert tiled.tile == (96, 96)
+    budget_px = 96 * 96
+    monkeypatch.setattr(inference, "available_memory",
+                        lambda: int(budget_px * inference.bytes_per_pixel(TINY.width) / inference.MEMORY_FRACTION))
+    calls = []
+    tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, progress=lambda *a: calls.append(a))
+    assert tiled.tile is not None and tiled.tile[0] * tiled.tile[1] <= budget_px
+    assert calls[-1] == (tiles_needed(160, 240, tiled.tile), tiles_needed(160, 240, tiled.tile)) and len(calls) > 1
     assert psnr(tiled.image, whole.image) >= 45
 
 

@@ -53,8 +53,8 @@ BF16_MIN_SPEEDUP = 1.15  # bf16 must beat fp32 by this factor to be used on the 
 BYTES_PER_PIXEL_PER_CHANNEL = 48  # peak forward memory ~ this x width per pixel (measured ~30-40, margin kept)
 CPU_BUDGET_CAP = 3 << 29  # 1.5 GiB for activations on the CPU: a 4K frame stays well under 3 GB peak RSS
 MEMORY_FRACTION = 0.5  # of the currently available memory
-TILE_MULTIPLE = 32
 MIN_TILE = 64
+SPEED_TILE_BYTES = 32 << 20  # glibc's largest mmap threshold: bigger blocks are fresh mmaps on every call
 
 
 class Cancelled(Exception):
@@ -305,15 +305,50 @@ def bytes_per_pixel(width: int) -> int:
     return BYTES_PER_PIXEL_PER_CHANNEL * width
 
 
-def choose_tile(height: int, width: int, pixel_bytes: int, budget: int) -> Optional[tuple[int, int]]:
-    """The largest tile (multiple of 32 px) whose forward pass fits ``budget`` bytes; None if the frame fits."""
-    if height * width * pixel_bytes <= budget:
+def speed_tile_area(width: int) -> int:
+    """Largest CPU tile (pixels) whose full-resolution float32 feature maps stay within ``SPEED_TILE_BYTES``.
+
+    glibc malloc serves blocks above 32 MiB with a fresh mmap on every call, so bigger maps pay page faults
+    on every pass (measured: the lite net at 720p runs ~30% faster in two strips than whole; docs/benchmarks.md).
+    """
+    return SPEED_TILE_BYTES // (4 * width)
+
+
+def _span(length: int, count: int, overlap: int) -> int:
+    """Tile length (a multiple of 4) so ``count`` tiles overlapping by ``overlap`` cover ``length``."""
+    need = -(-(length + (count - 1) * overlap) // count)
+    return min(length + (-length % MULTIPLE), need + (-need % MULTIPLE))
+
+
+def choose_tile(height: int, width: int, pixel_bytes: int, budget: int, overlap: int = 32,
+                max_area: Optional[int] = None) -> Optional[tuple[int, int]]:
+    """Tile (height, width) within ``budget`` bytes (and ``max_area`` pixels) that wastes the least work on
+    overlaps; None when the whole frame fits."""
+    area = budget // pixel_bytes
+    if max_area is not None:
+        area = min(area, max_area)
+    if height * width <= area:
         return None
-    area = max(budget // pixel_bytes, MIN_TILE * MIN_TILE)
-    side = max(MIN_TILE, int(math.sqrt(area)) // TILE_MULTIPLE * TILE_MULTIPLE)
-    th = min(height, side)
-    tw = min(width, max(side, area // th // TILE_MULTIPLE * TILE_MULTIPLE))  # a long thin frame: wider tiles
-    return th, tw
+    area = max(area, MIN_TILE * MIN_TILE)
+    hp, wp = height + (-height % MULTIPLE), width + (-width % MULTIPLE)
+    best = None
+    for rows in range(1, hp // MULTIPLE + 1):
+        th = _span(hp, rows, overlap)
+        if th < min(hp, MIN_TILE) or th <= overlap + MULTIPLE:
+            break
+        if th * min(wp, MIN_TILE) > area:
+            continue
+        cols = max(1, -(-wp // (area // th)))
+        while _span(wp, cols, overlap) * th > area:
+            cols += 1
+        tw = _span(wp, cols, overlap)
+        if tw <= overlap + MULTIPLE and tw < wp:
+            continue
+        count = len(tile_starts(hp, th, overlap)) * len(tile_starts(wp, tw, overlap))
+        key = (count * th * tw, count)
+        if best is None or key < best[0]:
+            best = (key, (th, tw))
+    return best[1] if best else (min(hp, MIN_TILE), min(wp, MIN_TILE))
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -511,8 +546,10 @@ class Deblurrer:
         if self.tile is not None:
             th, tw = min(self.tile, layout.height), min(self.tile, layout.width)
             return None if (th, tw) == (layout.height, layout.width) else (th, tw)
-        return choose_tile(layout.height, layout.width, bytes_per_pixel(self.net.config.width),
-                           memory_budget(self.device))
+        width = self.net.config.width
+        speed_cap = speed_tile_area(width) if self.device.type == "cpu" else None
+        return choose_tile(layout.height, layout.width, bytes_per_pixel(width), memory_budget(self.device),
+                           self.overlap, speed_cap)
 
     @staticmethod
     def _canvas_size(layout: Layout, tile: Optional[tuple[int, int]]) -> tuple[int, int]:
@@ -540,7 +577,7 @@ class Deblurrer:
     def _halve(self, tile: Optional[tuple[int, int]], layout: Layout) -> Optional[tuple[int, int]]:
         """Tiles with half the longer side (for an out-of-memory retry); None when they cannot shrink."""
         th, tw = tile if tile is not None else (layout.height, layout.width)
-        side = max(MIN_TILE, 2 * self.overlap + TILE_MULTIPLE, max(th, tw) // 2)
+        side = max(MIN_TILE, 2 * self.overlap + 32, max(th, tw) // 2)
         smaller = (min(th, side), min(tw, side))
         return None if smaller == (th, tw) else smaller
 
