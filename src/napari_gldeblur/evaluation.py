@@ -60,10 +60,12 @@ def unsupervised_wiener(image: np.ndarray, sigma: float = GUESSED_SIGMA) -> np.n
 
 
 def unsharp_mask(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) -> np.ndarray:
-    from skimage.filters import unsharp_mask as um
+    """image + amount * (image - gaussian(image, radius)), clipped. Written out with ``skimage.filters.gaussian``
+    because ``skimage.filters.unsharp_mask`` (0.26) returns different, wrong values from call to call."""
+    from skimage.filters import gaussian
 
-    # float64 on purpose: scikit-image 0.26's unsharp_mask returns garbage (NaN) now and then for float32 input
-    out = um(image.astype(np.float64), radius=radius, amount=amount, channel_axis=-1)
+    img = image.astype(np.float64)
+    out = img + amount * (img - gaussian(img, sigma=radius, channel_axis=-1, preserve_range=True))
     return np.clip(out, 0, 1).astype(np.float32)
 
 
