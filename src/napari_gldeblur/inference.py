@@ -132,26 +132,30 @@ def value_range(image) -> tuple[float, float]:
 
 
 def to_unit(frame: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """float32 frame scaled so [lo, hi] becomes [0, 1] (a constant image becomes 0)."""
+    """float32 frame scaled so [lo, hi] becomes [0, 1] (a constant image becomes 0); never modifies ``frame``."""
     scale = 1.0 / (hi - lo) if hi > lo else 1.0
-    out = np.asarray(frame, dtype=np.float32)
     if lo == 0.0 and scale == 1.0:
-        return out
-    return (out - np.float32(lo)) * np.float32(scale)
+        return np.asarray(frame, dtype=np.float32)
+    out = np.array(frame, dtype=np.float32)  # one copy, then in place: 8K frames are 400 MB each
+    if lo != 0.0:
+        out -= np.float32(lo)
+    out *= np.float32(scale)
+    return out
 
 
 def from_unit(unit: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
     """Inverse of ``to_unit`` into ``dtype``, clipped to [lo, hi] (integers rounded)."""
     dtype = np.dtype(dtype)
-    out = np.clip(unit, 0.0, 1.0)
+    wide = dtype.itemsize > 4 or (dtype.kind in "ui" and dtype.itemsize == 4)  # keep float64 precision
+    out = np.clip(unit, 0.0, 1.0, dtype=np.float64 if wide else np.float32)
     if not (lo == 0.0 and hi == 1.0):
-        wide = dtype.itemsize > 4 or (dtype.kind in "ui" and dtype.itemsize == 4)  # keep float64 precision
-        ftype = np.float64 if wide else np.float32
-        out = out.astype(ftype, copy=False) * ftype(hi - lo) + ftype(lo)
+        out *= hi - lo
+        out += lo
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        out = np.clip(np.rint(out), max(info.min, lo), min(info.max, hi))
-    return out.astype(dtype)
+        np.rint(out, out=out)
+        np.clip(out, max(info.min, lo), min(info.max, hi), out=out)
+    return out.astype(dtype, copy=False)
 
 
 # --- devices and precision --------------------------------------------------------------------------------
@@ -227,12 +231,14 @@ def _best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def cpu_bf16_pays_off(net: DBAFNet, size: int = 256, repeats: int = 3) -> bool:
+def cpu_bf16_pays_off(net: DBAFNet, size: Optional[int] = None, repeats: int = 2) -> bool:
     """Whether bf16 autocast on this CPU is faster than fp32 AND accurate for ``net`` (measured once, cached).
 
     The flag ``mkldnn bf16 supported`` alone is not enough: CPUs without native bf16 instructions emulate
     it and can be several times slower, so both paths are timed on a small natural image.
     """
+    if size is None:  # ~256 px for the lite width, smaller for wider nets so the check stays ~1 s
+        size = max(64, int(256 * math.sqrt(16 / net.config.width)) // 32 * 32)
     key = (net.config, torch.get_num_threads(), size)
     if key in _BF16_DECISIONS:
         return _BF16_DECISIONS[key]
@@ -444,9 +450,8 @@ class _Canvas:
     def result(self, h: int, w: int) -> dict[str, torch.Tensor]:
         """The blended maps cropped to ``h`` x ``w`` (tiles run on the frame padded to the network's grid)."""
         out = {"image": self.image, **self.maps}
-        if self.weight is not None:
-            weight = self.weight[:h, :w]
-            out = {k: v[..., :h, :w] / weight for k, v in out.items()}
+        if self.weight is not None:  # the accumulators are ours: divide in place (no second frame-sized copy)
+            out = {k: v.div_(self.weight)[..., :h, :w] for k, v in out.items()}
         return out
 
 
@@ -617,8 +622,8 @@ class Deblurrer:
     def _collect(self, outputs: dict, index: tuple, layout: Layout, maps: dict, frame: np.ndarray,
                  alpha: Optional[np.ndarray], lo: float, hi: float, dtype) -> None:
         """Write one frame's image (restored to dtype/range, alpha copied) and raw maps into the outputs."""
-        img = maps.pop("image").clamp(0, 1)
-        img = img.mean(dim=0) if layout.channels == 1 else img.permute(1, 2, 0)
+        img = maps.pop("image")  # from_unit clips to [0, 1]; gray: the mean of the clipped RGB output
+        img = img.clamp(0, 1).mean(dim=0) if layout.channels == 1 else img.permute(1, 2, 0)
         img = from_unit(img.numpy(), lo, hi, dtype)
         if alpha is not None:
             img = np.concatenate([img, np.asarray(alpha)[..., None]], axis=-1)
@@ -626,6 +631,9 @@ class Deblurrer:
         for name, t in maps.items():
             arrays[name] = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()
         for name, arr in arrays.items():
+            if not layout.stack:  # a single frame: no stack array to copy into
+                outputs[name] = np.ascontiguousarray(arr)
+                continue
             if name not in outputs:
                 outputs[name] = np.empty(layout.stack + arr.shape, dtype=arr.dtype)
             outputs[name][index] = arr
