@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--merge", default=None, help="JSON from an earlier run (e.g. the baselines) to include")
     args = p.parse_args()
     sets = {"held-out global": [f"{args.data_root}/heldout/global"],
+            "held-out global, unseen kernels": [f"{args.data_root}/heldout/global_unseen_kernels"],
             "held-out dynamic": [f"{args.data_root}/heldout/dynamic"],
             "GoPro frames (real)": [args.gopro]}
     methods = {"blurry input": None}

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Synthesises the training and held-out evaluation sets used for the bundled model (see docs/MODEL_CARD.md).
-# Training uses scikit-image's bundled images (TRAIN_IMAGES) + procedural content; held-out sets use the
-# images in synthesis.HELD_OUT only, with other seeds. Nothing from ../shared/data is used.
+# Training uses scikit-image's bundled images (synthesis.TRAIN_IMAGES) + procedural content; held-out sets
+# use only synthesis.HELD_OUT images (+ procedural content from other seeds). Nothing from ../shared/data.
+# All global-blur sets use the same 56-kernel bank (kernel seed 1), as the paper's global blur dataset
+# does; heldout/global_unseen_kernels uses another bank as a harder test.
 set -euo pipefail
 OUT=${1:-data}
+# stage 1 (the three phases)
 gldeblur synth -o "$OUT/train/global" --kind global --count 600 --size 256 --seed 1 &
 gldeblur synth -o "$OUT/train/dynamic" --kind dynamic --count 1200 --size 256 --seed 2
 wait
-gldeblur synth -o "$OUT/heldout/global" --kind global --count 60 --size 256 --seed 101 --held-out --procedural 0.2
+# stage 2 (longer phase joint): the same pictures with scale/colour jitter, new crops and objects
+gldeblur synth -o "$OUT/train_aug/global" --kind global --count 600 --size 256 --seed 3 --kernel-seed 1 --augment &
+gldeblur synth -o "$OUT/train_aug/dynamic" --kind dynamic --count 1200 --size 256 --seed 4 --augment
+wait
+# held-out evaluation sets
+gldeblur synth -o "$OUT/heldout/global" --kind global --count 60 --size 256 --seed 103 --kernel-seed 1 --held-out --procedural 0.2
+gldeblur synth -o "$OUT/heldout/global_unseen_kernels" --kind global --count 60 --size 256 --seed 101 --held-out --procedural 0.2
 gldeblur synth -o "$OUT/heldout/dynamic" --kind dynamic --count 60 --size 256 --seed 102 --held-out --procedural 0.2

@@ -81,3 +81,14 @@ def test_iter_pairs_is_reproducible_and_writes_files(tmp_path):
 def test_held_out_images_are_not_training_images():
     assert not set(syn.HELD_OUT) & set(syn.TRAIN_IMAGES)
     assert "cat" not in syn.TRAIN_IMAGES  # skimage's cat is chelsea, which is held out
+
+
+def test_kernel_seed_and_augmentation():
+    src = [syn.procedural_image(np.random.default_rng(0), 200)]
+    a = list(syn.iter_pairs("global", src, 2, 48, seed=5, procedural=0.0, kernel_seed=1))
+    b = list(syn.iter_pairs("global", src, 2, 48, seed=5, procedural=0.0))
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))  # another kernel bank, other blur
+    aug = list(syn.iter_pairs("global", src, 2, 48, seed=5, procedural=0.0, augment=True))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(aug, b))  # jittered sharp content
+    j = syn.jitter_source(src[0], np.random.default_rng(0), 112)
+    assert j.dtype == np.float32 and min(j.shape[:2]) >= 112 and 0 <= j.min() and j.max() <= 1

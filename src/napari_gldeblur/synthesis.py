@@ -280,10 +280,25 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def jitter_source(image: np.ndarray, rng: np.random.Generator, min_size: int) -> np.ndarray:
+    """More content from few pictures: random down-scaling (0.5-1x), channel order, gain and gamma."""
+    from skimage.transform import rescale
+
+    scale = max(rng.uniform(0.5, 1.0), min_size / min(image.shape[:2]))
+    if scale < 1:
+        image = rescale(image, scale, channel_axis=-1, anti_aliasing=True).astype(np.float32)
+    image = image[..., rng.permutation(3)]
+    return np.clip(rng.uniform(0.7, 1.2) * image ** rng.uniform(0.8, 1.25), 0, 1).astype(np.float32)
+
+
 def iter_pairs(kind: str, sources: Sequence[np.ndarray], count: int, size: int, seed: int = 0,
-               procedural: float = 0.25) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``count`` reproducible pairs; a fraction ``procedural`` uses generated content instead of ``sources``."""
-    bank = kernel_bank(seed)
+               procedural: float = 0.25, kernel_seed: int | None = None,
+               augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``count`` reproducible pairs; a fraction ``procedural`` uses generated content instead of ``sources``.
+
+    The kernel bank is ``kernel_bank(kernel_seed)`` (default: ``seed``); ``augment`` jitters each source.
+    """
+    bank = kernel_bank(seed if kernel_seed is None else kernel_seed)
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         pool = list(sources)
@@ -292,6 +307,8 @@ def iter_pairs(kind: str, sources: Sequence[np.ndarray], count: int, size: int, 
             pool = pool + [procedural_image(rng, size)]
         else:
             src = pool[int(rng.integers(len(pool)))]
+            if augment:
+                src = jitter_source(src, rng, size + 64)
         yield make_pair(kind, src, rng, size, pool, bank)
 
 
