@@ -14,9 +14,10 @@ gldeblur train --model "${MODEL:-scratch:lite}" --phase all \
   --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
   --steps "${STEPS:-3000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR:-1e-3}" \
   --val-every 250 --checkpoint-every 100 -o "$OUT"
-# Stage 2: a longer phase joint (global branch still frozen) from stage 1, with a second cosine cycle.
-gldeblur train --model "$OUT" --phase joint --data "$DATA/train/dynamic" \
-  --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
+# Stage 2: a longer phase joint (global branch still frozen) from stage 1, with a second cosine cycle, on
+# the jittered sets (more varied content: stage 1 generalised poorly from 15 pictures).
+gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
+  --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
   --steps "${JOINT2_STEPS:-6000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR2:-5e-4}" \
   --val-every 500 --checkpoint-every 100 -o "${OUT%.pt}_joint2.pt"
 # Then: python scripts/bundle_weights.py "${OUT%.pt}_joint2.pt"
