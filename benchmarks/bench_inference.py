@@ -123,6 +123,35 @@ def bench_model(model: str, device: str, size: tuple[int, int], runs: int, featu
     return res
 
 
+def whole_frame(device: str, size: tuple[int, int], runs: int) -> dict:
+    """The lite model on the whole frame (no tiles), to show what the CPU speed tiles gain."""
+    from napari_gldeblur.inference import Deblurrer
+
+    img = test_image(*size)
+    res = {}
+    for precision in ("auto", "fp32"):
+        d = Deblurrer("lite", device=device, precision=precision, tile=max(size))
+        res[f"{d.precision}_median_s"] = median_time(lambda: d(img, features=False), runs)[0]
+    return res
+
+
+def accuracy(model: str, device: str, size: tuple[int, int]) -> dict:
+    """PSNR (dB) of bf16 against fp32 output, and of 256-px tiles against the whole frame (image and maps)."""
+    from napari_gldeblur.inference import Deblurrer, cpu_bf16_supported, psnr
+
+    img = test_image(*size)
+    whole = Deblurrer(model, device=device, precision="fp32", tile=max(size))(img)
+    tiled = Deblurrer(model, device=device, precision="fp32", tile=256, overlap=32)(img)
+    res = {"model": model, "tiled256_vs_whole_db": {
+        name: psnr(getattr(tiled, name) / (255.0 if name == "image" else 1.0),
+                   getattr(whole, name) / (255.0 if name == "image" else 1.0))
+        for name in ("image", "local_features", "global_features", "attention")}}
+    if cpu_bf16_supported() or device != "cpu":
+        low = Deblurrer(model, device=device, precision="bf16", tile=max(size))(img, features=False)
+        res["bf16_vs_fp32_db"] = psnr(low.image / 255.0, whole.image / 255.0)
+    return res
+
+
 def peak_rss_child(model: str, h: int, w: int, device: str) -> None:
     """Run in a fresh process: deblur one h x w frame with features, print time and peak RSS as JSON."""
     import resource
@@ -215,6 +244,8 @@ def run(args) -> dict:
         d32 = Deblurrer("lite", device=device, precision="fp32")
         img = test_image(*HD)
         res["lite_720p_fp32"] = {"median_s": median_time(lambda: d32(img, features=False), args.runs)[0]}
+        res["lite_720p_whole"] = whole_frame(device, HD, args.runs)
+        res["accuracy"] = accuracy(args.model, device, HD)
         if not args.skip_paper:
             # ~50x the lite FLOPs: no warm-up run and no feature runs, or this takes many minutes on a CPU
             res["paper_720p"] = bench_model("paper", device, HD, args.paper_runs, features=False, warmup=False)
@@ -244,6 +275,8 @@ def markdown(res: dict) -> str:
         ("lite 720x1280 RGB, median (target <= 1.0 s)",
          f"**{lite['median_s']:.3f} s** on {lite['device']} ({lite['precision']}, tile {lite['tile'] or 'whole'})"),
         ("lite 720x1280 forced fp32, median", f"{res['lite_720p_fp32']['median_s']:.3f} s"),
+        ("lite 720x1280 whole frame (no speed tiles), median",
+         ", ".join(f"{k.split('_')[0]} {v:.3f} s" for k, v in res["lite_720p_whole"].items())),
         ("lite: features overhead (target <= 10%)", f"{100 * lite['features_overhead']:+.1f}% "
          f"({lite['features_median_s']:.3f} s with features)"),
     ]
@@ -260,6 +293,11 @@ def markdown(res: dict) -> str:
         ("lite achieved (conv FLOPs / time)", f"{lite['achieved_gflops']:.0f} GFLOP/s = "
          f"{100 * lite['achieved_gflops'] / peak_used:.0f}% of the {lite['precision']} matmul peak"),
     ]
+    acc = res["accuracy"]
+    rows.append((f"accuracy ({acc['model']}): 256-px tiles vs whole frame (target >= 45 dB)",
+                 ", ".join(f"{k} {v:.1f} dB" for k, v in acc["tiled256_vs_whole_db"].items())))
+    if "bf16_vs_fp32_db" in acc:
+        rows.append((f"accuracy ({acc['model']}): bf16 vs fp32 output", f"{acc['bf16_vs_fp32_db']:.1f} dB"))
     for key, value in {**res.get("compile", {}), **res.get("onnx", {})}.items():
         rows.append((key.replace("_", " "), f"{value:.3f} s" if isinstance(value, float) else str(value)))
     lines = ["| measurement | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
@@ -269,6 +307,7 @@ def markdown(res: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="lite", help="model for the accuracy rows (lite, paper or a checkpoint)")
     p.add_argument("--runs", type=int, default=7, help="timed runs of the lite model (after one warm-up)")
     p.add_argument("--paper-runs", type=int, default=2, help="timed runs of the paper model (no warm-up)")
     p.add_argument("--skip-paper", action="store_true")

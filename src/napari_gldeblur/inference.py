@@ -11,9 +11,12 @@ Images in (what napari can hold), the network in between, images out with the in
   integers) is scaled by the image's min/max and restored to that range. Output is clipped to the input's
   range (uint8/uint16: the dtype's range) and rounded for integers.
 * **Tiling.** Large frames are cut into overlapping tiles whose outputs are blended with raised-cosine
-  (Hann) ramps across each overlap, so no seams show; ``tile=None`` picks the largest tile that fits the
-  memory budget (the whole frame when it fits). Out-of-memory during a tile retries the frame with tiles
-  half the size.
+  (Hann) ramps across each overlap; tiles sit on the whole-image pass's 4-pixel grid (same stride-2 phase
+  and border padding), so tiled and whole outputs agree to > 45 dB and no seams show. ``tile=None``
+  (auto) uses the whole frame when it fits, else the tiling with the least overlap work whose forward
+  pass fits the memory budget (half the free RAM, at most 1.5 GiB, on the CPU; 70% of free GPU memory);
+  on the CPU tiles also keep full-resolution feature maps under 32 MiB (see ``speed_tile_area``).
+  Out-of-memory during a tile retries the frame with tiles half the size.
 * **Speed.** ``device="auto"`` takes CUDA, then MPS, then the CPU. The CPU runs channels_last and uses
   bfloat16 autocast only where a one-time check (per process, network size and thread count) finds it
   both faster than float32 and accurate (>= ``BF16_MIN_PSNR`` dB against float32); CUDA uses AMP
@@ -31,6 +34,7 @@ Variants without a global branch (LB) or attention (LB, DB) give None for the mi
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -599,9 +603,11 @@ class Deblurrer:
         return t[..., :3].permute(2, 0, 1)  # a channels_last view of the (H, W, C) frame, no copy
 
     def _forward(self, x: torch.Tensor):
+        """The network on one (3, h, w) tile, under autocast when a lower precision was chosen."""
         x = x[None].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
-                                                    enabled=self.dtype is not None):
+        amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None
+               else contextlib.nullcontext())
+        with torch.inference_mode(), amp:
             return self.net(x)
 
     def _run_frame(self, x: torch.Tensor, canvas: _Canvas, tile: Optional[tuple[int, int]]):
