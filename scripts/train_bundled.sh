@@ -18,6 +18,6 @@ gldeblur train --model "${MODEL:-scratch:lite}" --phase all \
 # the jittered sets (more varied content: stage 1 generalised poorly from 15 pictures).
 gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
   --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
-  --steps "${JOINT2_STEPS:-6000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR2:-5e-4}" \
+  --steps "${JOINT2_STEPS:-7000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR2:-5e-4}" \
   --val-every 500 --checkpoint-every 100 -o "${OUT%.pt}_joint2.pt"
 # Then: python scripts/bundle_weights.py "${OUT%.pt}_joint2.pt"
