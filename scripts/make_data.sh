@@ -14,6 +14,7 @@ wait
 gldeblur synth -o "$OUT/train_aug/global" --kind global --count 600 --size 256 --seed 3 --kernel-seed 1 --augment &
 gldeblur synth -o "$OUT/train_aug/dynamic" --kind dynamic --count 1200 --size 256 --seed 4 --augment
 wait
+gldeblur synth -o "$OUT/train_aug/sharp" --kind sharp --count 300 --size 256 --seed 5 --augment
 # held-out evaluation sets
 gldeblur synth -o "$OUT/heldout/global" --kind global --count 60 --size 256 --seed 103 --kernel-seed 1 --held-out --procedural 0.2
 gldeblur synth -o "$OUT/heldout/global_unseen_kernels" --kind global --count 60 --size 256 --seed 101 --held-out --procedural 0.2

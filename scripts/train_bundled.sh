@@ -15,9 +15,10 @@ gldeblur train --model "${MODEL:-scratch:lite}" --phase all \
   --steps "${STEPS:-3000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR:-1e-3}" \
   --val-every 250 --checkpoint-every 100 -o "$OUT"
 # Stage 2: a longer phase joint (global branch still frozen) from stage 1, with a second cosine cycle, on
-# the jittered sets (more varied content: stage 1 generalised poorly from 15 pictures).
+# the jittered sets (more varied content: stage 1 generalised poorly from 15 pictures) plus 300 identity
+# pairs (stage 1 altered already-sharp pictures by 3-5 dB).
 gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
-  --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
+  --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" --joint-data "$DATA/train_aug/sharp" \
   --steps "${JOINT2_STEPS:-7000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR2:-5e-4}" \
   --val-every 500 --checkpoint-every 100 -o "${OUT%.pt}_joint2.pt"
 # Then: python scripts/bundle_weights.py "${OUT%.pt}_joint2.pt"

@@ -64,6 +64,8 @@ def test_make_pair_shapes_and_range():
         assert blur.shape == sharp.shape == (64, 64, 3)
         assert blur.dtype == sharp.dtype == np.float32
         assert 0 <= blur.min() and blur.max() <= 1
+    blur, sharp = syn.make_pair("sharp", src, np.random.default_rng(1), 64)
+    assert np.array_equal(blur, sharp) and blur is not sharp  # identity pairs
     with pytest.raises(ValueError, match="unknown blur kind"):
         syn.make_pair("wobbly", src, rng, 64)
 

@@ -259,7 +259,8 @@ def procedural_image(rng: np.random.Generator, size: int = 384) -> np.ndarray:
 def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int,
               others: Sequence[np.ndarray] | None = None, bank: Sequence[Kernel] | None = None,
               noise: float = 0.01, jpeg_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """One (blur, sharp) pair of ``size`` x ``size`` from ``source``: kind ``global``, ``dynamic`` or ``mixed``."""
+    """One (blur, sharp) pair of ``size`` x ``size`` from ``source``: kind ``global``, ``dynamic``, ``mixed``
+    or ``sharp`` (no blur, no noise: an identity pair)."""
     if kind == "mixed":
         kind = "global" if rng.random() < 0.5 else "dynamic"
     if kind == "global":
@@ -271,8 +272,11 @@ def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int
         sharp = crop[pad:-pad, pad:-pad]
     elif kind == "dynamic":
         blur, sharp = dynamic_scene(source, others or [source], rng, size)
+    elif kind == "sharp":  # identity pairs: teach the network to leave sharp pictures alone
+        sharp = random_crop(source, rng, size)
+        return sharp.copy(), np.ascontiguousarray(sharp, dtype=np.float32)
     else:
-        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic or mixed")
+        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic, mixed or sharp")
     return degrade(blur, rng, noise, jpeg_prob), np.ascontiguousarray(sharp, dtype=np.float32)
 
 
