@@ -193,6 +193,19 @@ def bench_compile(size: tuple[int, int], runs: int) -> dict:
     return res
 
 
+def bench_layouts(size: tuple[int, int], runs: int) -> dict:
+    """Optional: the bare lite network in fp32 on a whole frame, default memory layout vs channels_last."""
+    from napari_gldeblur.network import build
+
+    net, x = build("lite").eval(), torch.rand(1, 3, *size)
+    cl = torch.channels_last
+    with torch.inference_mode():
+        default = median_time(lambda: net(x), runs)[0]
+        net, x = net.to(memory_format=cl), x.contiguous(memory_format=cl)
+        last = median_time(lambda: net(x), runs)[0]
+    return {"eager_fp32_default_layout_median_s": default, "eager_fp32_channels_last_median_s": last}
+
+
 def bench_onnx(size: tuple[int, int], runs: int) -> dict:
     """Optional: the lite network exported to ONNX and run by ONNX Runtime (needs ``onnx`` + ``onnxruntime``)."""
     import io
@@ -256,6 +269,8 @@ def run(args) -> dict:
             res["compile"] = bench_compile(HD, args.runs)
         if args.onnx:
             res["onnx"] = bench_onnx(HD, args.runs)
+        if args.layouts:
+            res["layouts"] = bench_layouts(HD, args.runs)
     lite = res["lite_720p"]
     res["lite_720p"]["achieved_gflops"] = res["models"]["lite"]["gflops_720p"] / lite["median_s"]
     return res
@@ -298,7 +313,7 @@ def markdown(res: dict) -> str:
                  ", ".join(f"{k} {v:.1f} dB" for k, v in acc["tiled256_vs_whole_db"].items())))
     if "bf16_vs_fp32_db" in acc:
         rows.append((f"accuracy ({acc['model']}): bf16 vs fp32 output", f"{acc['bf16_vs_fp32_db']:.1f} dB"))
-    for key, value in {**res.get("compile", {}), **res.get("onnx", {})}.items():
+    for key, value in {**res.get("compile", {}), **res.get("onnx", {}), **res.get("layouts", {})}.items():
         rows.append((key.replace("_", " "), f"{value:.3f} s" if isinstance(value, float) else str(value)))
     lines = ["| measurement | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines)
@@ -314,9 +329,11 @@ def main(argv=None) -> int:
     p.add_argument("--skip-4k", action="store_true")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the lite net (slow to compile)")
     p.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (needs the onnx package)")
+    p.add_argument("--layouts", action="store_true", help="also time the default memory layout vs channels_last")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--pause-pid-file", help="SIGSTOP this pid while timing, SIGCONT after (always)")
-    p.add_argument("--child", nargs=4, metavar=("MODEL", "H", "W", "DEVICE"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, metavar=("MODEL", "H", "W", "DEVICE"),
+                   help="only measure time and peak RSS of one H x W frame in this process (used for 4K; try 4320 7680)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message="bundled 'lite' weights")
     if args.child:
