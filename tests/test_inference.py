@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -399,3 +401,16 @@ def test_bf16_output_is_close_to_fp32():
     a = Deblurrer(net, device="cpu", precision="fp32")(img).image
     b = Deblurrer(net, device="cpu", precision="bf16")(img).image
     assert b.dtype == np.float32 and psnr(a, b) >= 40
+
+
+@pytest.mark.torch_threads
+def test_use_all_cores_raises_but_never_lowers_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        n = inference.use_all_cores()
+        assert 1 <= n <= (os.cpu_count() or 1) and n == torch.get_num_threads()
+        torch.set_num_threads(n + 1)
+        assert inference.use_all_cores() == n + 1
+    finally:
+        torch.set_num_threads(before)
