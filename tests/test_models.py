@@ -19,6 +19,7 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(v, back.state_dict()[k])
     assert models.model_info(path)["step"] == 7
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp file
+    assert path.stat().st_mode & 0o044  # readable by others (not mkstemp's 0600) unless the umask says so
 
 
 class Evil:

@@ -62,6 +62,9 @@ def write_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
     os.close(fd)
     try:
         torch.save(ckpt, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
