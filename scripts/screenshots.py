@@ -1,7 +1,7 @@
 """Render README screenshots of the Deblur widget in a real napari viewer (run under Xvfb).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py \
-        [--image /work/shared/data/real_blur_no_gt/gopro_test_GOPR0384_11_00-000001.png] [--model lite|CKPT]
+        [--image ../shared/data/real_blur_no_gt/gopro_test_GOPR0384_11_00-000001.png] [--model lite|CKPT]
 
 Writes into ``docs/images/``: ``deblur_widget.png`` (the whole window: widget, layer list, deblurred
 result), ``deblur_grid.png`` (the same window in napari's grid mode with all five layers side by side) and
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = Path("/work/shared/data/real_blur_no_gt/gopro_test_GOPR0384_11_00-000001.png")
+DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "real_blur_no_gt" / "gopro_test_GOPR0384_11_00-000001.png"
 
 
 def wait_for(widget, app, timeout: float = 1800.0) -> None:
