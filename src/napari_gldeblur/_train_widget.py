@@ -33,7 +33,7 @@ from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QTabWidget, QWidget
 
 from ._events import models_changed
-from ._widget import META_KEY, cuda_device_name, list_user_models, reset_in_order, user_models_dir
+from ._widget import META_KEY, cuda_device_name, describe_error, list_user_models, reset_in_order, user_models_dir
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker, GeneratorWorker
@@ -186,14 +186,9 @@ def beside_placement(layer: Any) -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a notification: what went wrong and, where we know, what to do about it."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return "Out of memory while training: lower the batch size or the patch size, or train on the CPU."
-    if isinstance(exc, (ValueError, OSError)):  # includes CheckpointError: messages already name the file
-        return text
-    return f"Training failed: {type(exc).__name__}: {text}"
+def describe_training_error(exc: BaseException) -> str:
+    """One line for a notification about a failed training run (see ``_widget.describe_error``)."""
+    return describe_error(exc, "training", "lower the batch size or the patch size, or train on the CPU")
 
 
 # --- the worker (runs in a thread; never touches layers or Qt) ------------------------------------
@@ -320,7 +315,7 @@ def run_training(job: TrainJob, stop: Callable[[], bool]) -> Generator[Event, No
                             seconds=time.perf_counter() - t0)
     except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
         log.debug("training failed", exc_info=exc)
-        return TrainOutcome(error=describe_error(exc))
+        return TrainOutcome(error=describe_training_error(exc))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -645,7 +640,7 @@ class TrainWidget(Container):
                 return synthesize_pairs(layer_frames(data, rgb), kind, count, size, seed)
             except Exception as exc:
                 log.debug("synthesis failed", exc_info=exc)
-                return describe_error(exc)
+                return describe_training_error(exc)
 
         worker = thread_worker(work, start_thread=False)()
         beside = beside_placement(layer)
@@ -690,7 +685,7 @@ class TrainWidget(Container):
         worker = thread_worker(run_training, start_thread=False)(job, self._stop.is_set)
         worker.yielded.connect(self._on_event)
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc: show_error(describe_error(exc)))
+        worker.errored.connect(lambda exc: show_error(describe_training_error(exc)))
         worker.finished.connect(self._on_finished)
         self.worker = worker
         phases = 3 if job.phase == "all" else 1

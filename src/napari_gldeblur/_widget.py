@@ -105,14 +105,17 @@ def check_layer(layer: Any) -> napari.layers.Image:
     return layer  # shape and dtype are checked by the engine, whose ValueErrors are already one line
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a notification: what went wrong and, where we know, what to do about it."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def describe_error(exc: BaseException, doing: str = "deblurring",
+                   oom_advice: str = "choose a smaller tile size (e.g. 256) or the CPU device") -> str:
+    """One line for a notification: what went wrong while ``doing`` and, where we know, what to do about it."""
+    from .models import first_line
+
+    text = first_line(exc, limit=300)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return "Out of memory while deblurring: choose a smaller tile size (e.g. 256) or the CPU device."
+        return f"Out of memory while {doing}: {oom_advice}."
     if isinstance(exc, (ValueError, OSError)):  # includes CheckpointError: messages already name the file
         return text
-    return f"Deblurring failed: {type(exc).__name__}: {text}"
+    return f"{doing.capitalize()} failed: {type(exc).__name__}: {text}"
 
 
 @dataclass

@@ -191,8 +191,9 @@ def _deblur(args: argparse.Namespace) -> int:
 
 def _one_line(e: BaseException, path: Path | None = None) -> str:
     """The first line of an error, prefixed with ``path`` unless the message already names it."""
-    text = str(e).strip()
-    text = text.splitlines()[0][:300] if text else type(e).__name__
+    from .models import first_line
+
+    text = first_line(e, limit=300)
     return text if path is None or str(path) in text else f"{path}: {text}"
 
 
