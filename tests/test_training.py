@@ -79,8 +79,10 @@ def test_stop_then_resume_continues_from_saved_step(tmp_path, tiny_ckpt, pairs):
     assert seen == [1, 2, 3]  # the stop request seen after step 2 ends the run after the step in flight
     saved = models.read_checkpoint(tmp_path / "out.pt")
     assert saved["step"] == 3 and saved["optimizer"] is not None
-    resumed = [p.step for p in train(c, pairs=pairs)]
-    assert resumed == [4, 5, 6]
+    resumed = list(train(c, pairs=pairs))
+    assert [p.step for p in resumed] == [4, 5, 6]
+    straight = list(train(cfg(tmp_path, tiny_ckpt, phase="joint", steps=6, out=str(tmp_path / "b.pt")), pairs=pairs))
+    assert [p.lr for p in resumed] == pytest.approx([p.lr for p in straight[3:]])  # the schedule resumes too
 
 
 def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):

@@ -262,9 +262,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         opt = torch.optim.Adam(params, lr=config.lr)  # Adam with default betas (section 4.1)
         if first_step > 0 and state.get("optimizer"):
             opt.load_state_dict(state["optimizer"])
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s, config.steps))
-        for _ in range(first_step):
-            sched.step()  # resume the learning-rate schedule where it stopped
+        # the schedule continues where a resumed run stopped
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s + first_step, config.steps))
         module = _Wrapped(net, phase)
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
