@@ -33,7 +33,8 @@ from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QTabWidget, QWidget
 
 from ._events import models_changed
-from ._widget import META_KEY, cuda_device_name, describe_error, list_user_models, reset_in_order, user_models_dir
+from ._widget import (META_KEY, cuda_device_name, describe_error, list_user_models, reset_in_order, unwatch_layers,
+                      user_models_dir, watch_layers)
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker, GeneratorWorker
@@ -516,10 +517,7 @@ class TrainWidget(Container):
         self.start_button.changed.connect(lambda: self.start())
         self.stop_button.changed.connect(self.stop)
         models_changed.connect(self._on_models_saved)
-        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            emitter.connect(self._on_layers_changed)
-        for lyr in viewer.layers:
-            lyr.events.name.connect(self._on_layers_changed)
+        watch_layers(viewer, self._on_layers_changed)
         self.native.destroyed.connect(self._teardown)
 
     def _fit_narrow_dock(self) -> None:
@@ -837,6 +835,4 @@ class TrainWidget(Container):
     def _teardown(self, *_: Any) -> None:
         self._stop.set()
         models_changed.disconnect(self._on_models_saved)
-        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                        self.viewer.layers.events.reordered):
-            emitter.disconnect(self._on_layers_changed)
+        unwatch_layers(self.viewer, self._on_layers_changed)

@@ -105,6 +105,22 @@ def check_layer(layer: Any) -> napari.layers.Image:
     return layer  # shape and dtype are checked by the engine, whose ValueErrors are already one line
 
 
+LAYER_LIST_EVENTS = ("inserted", "removed", "reordered")
+
+
+def watch_layers(viewer: Any, callback: Callable[..., None]) -> None:
+    """Call ``callback(event)`` when layers are added, removed, reordered or (existing ones) renamed."""
+    for name in LAYER_LIST_EVENTS:
+        getattr(viewer.layers.events, name).connect(callback)
+    for lyr in viewer.layers:
+        lyr.events.name.connect(callback)
+
+
+def unwatch_layers(viewer: Any, callback: Callable[..., None]) -> None:
+    for name in LAYER_LIST_EVENTS:
+        getattr(viewer.layers.events, name).disconnect(callback)
+
+
 def describe_error(exc: BaseException, doing: str = "deblurring",
                    oom_advice: str = "choose a smaller tile size (e.g. 256) or the CPU device") -> str:
     """One line for a notification: what went wrong while ``doing`` and, where we know, what to do about it."""
@@ -260,10 +276,7 @@ class DeblurWidget(Container):
         self.model.changed.connect(self._on_model_changed)
         self.show_features.changed.connect(self._apply_feature_visibility)
         models_changed.connect(self._on_models_saved)
-        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            emitter.connect(self._on_layers_changed)
-        for lyr in viewer.layers:
-            lyr.events.name.connect(self._on_layers_changed)
+        watch_layers(viewer, self._on_layers_changed)
         self._install_refresh_on_show()
         self.native.destroyed.connect(self._teardown)
 
@@ -443,9 +456,7 @@ class DeblurWidget(Container):
         if self.worker is not None:
             self.worker.quit()
         models_changed.disconnect(self._on_models_saved)
-        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                        self.viewer.layers.events.reordered):
-            emitter.disconnect(self._on_layers_changed)
+        unwatch_layers(self.viewer, self._on_layers_changed)
 
     # --- results ---------------------------------------------------------------------------------
     def show_results(self, source: napari.layers.Image, arrays: dict[str, np.ndarray],
