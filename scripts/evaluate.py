@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_gldeblur.evaluation import BASELINES, evaluate, load_set, model_restorer, psnr
+from napari_gldeblur.datasets import load_pairs
+from napari_gldeblur.evaluation import BASELINES, evaluate, model_restorer, psnr
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
 
@@ -41,7 +42,7 @@ def main() -> int:
         methods[name] = model_restorer(model)
     results: dict = json.loads(Path(args.merge).read_text()) if args.merge else {}
     for set_name, roots in sets.items():
-        pairs = load_set(roots)
+        pairs = load_pairs(roots)
         if args.limit:
             pairs = pairs[: args.limit]
         for m_name, fn in methods.items():

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .datasets import Pair, find_pairs, read_image
+from .datasets import Pair, load_pairs
 
 Restorer = Callable[[np.ndarray], np.ndarray]
 GUESSED_SIGMA = 1.5  # px; a typical mild blur, used for every image
@@ -89,10 +89,6 @@ def model_restorer(model: str | os.PathLike = "lite", device: str = "auto") -> R
     return restore
 
 
-def load_set(roots: Sequence[str | os.PathLike]) -> list[Pair]:
-    return [(read_image(b), read_image(s)) for root in roots for b, s in find_pairs(root)]
-
-
 def evaluate(restore: Restorer | None, pairs: Sequence[Pair]) -> dict:
     """Mean PSNR/SSIM of the input and of ``restore(input)`` (``None``: input only) against the sharp images."""
     rows = []
@@ -110,4 +106,4 @@ def evaluate(restore: Restorer | None, pairs: Sequence[Pair]) -> dict:
 
 
 def evaluate_model(model: str | os.PathLike, roots: Sequence[str | os.PathLike], device: str = "auto") -> dict:
-    return evaluate(model_restorer(model, device), load_set(roots))
+    return evaluate(model_restorer(model, device), load_pairs(roots))

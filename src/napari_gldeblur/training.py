@@ -22,6 +22,7 @@ from torch import nn
 
 from . import models
 from .datasets import Pair, PatchSampler, load_pairs, split, to_tensor
+from .evaluation import psnr, ssim
 from .network import CONFIGS, DBAFNet, NetConfig
 
 PHASES = ("global", "local", "joint")
@@ -127,18 +128,6 @@ class _Wrapped(nn.Module):
 
 
 # --- evaluation ------------------------------------------------------------------------------------
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(b, np.clip(a, 0, 1), data_range=1.0))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(b, np.clip(a, 0, 1), data_range=1.0, channel_axis=-1))
-
-
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     y, x = max((h - size) // 2, 0), max((w - size) // 2, 0)
