@@ -3,7 +3,6 @@ optimizer state), and its SHA-256 beside it. Usage: python scripts/bundle_weight
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from napari_gldeblur import models
 
