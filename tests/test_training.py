@@ -9,7 +9,7 @@ import torch
 from napari_gldeblur import models, synthesis
 from napari_gldeblur.cli import main
 from napari_gldeblur.network import DBAFNet, NetConfig
-from napari_gldeblur.training import TrainConfig, phases_for, train
+from napari_gldeblur.training import TrainConfig, autocast_dtype, phases_for, train
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -36,7 +36,8 @@ def pair_dir(tmp_path_factory, pairs):
 
 
 def cfg(tmp_path, model, **kw):
-    base = dict(model=str(model), steps=4, batch=2, patch=32, val_every=2, val_size=48, out=str(tmp_path / "out.pt"))
+    base = dict(model=str(model), steps=4, batch=2, patch=32, val_every=2, val_size=48, out=str(tmp_path / "out.pt"),
+                precision="fp32")
     return TrainConfig(**(base | kw))
 
 
@@ -44,6 +45,24 @@ def test_a_few_steps_lower_the_loss(tmp_path, tiny_ckpt, pairs):
     c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4)
     losses = [p.loss for p in train(c, pairs=pairs)]
     assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+
+
+def test_bf16_autocast_training_lowers_the_loss_and_keeps_fp32_weights(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, precision="bf16")
+    losses = [p.loss for p in train(c, pairs=pairs)]
+    assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+    state = models.read_checkpoint(tmp_path / "out.pt")["model"]
+    assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_training_precision_choice():
+    net = DBAFNet(TINY)
+    assert autocast_dtype(net, "cpu", "fp32") is None
+    assert autocast_dtype(net, "cpu", "bf16") is torch.bfloat16
+    assert autocast_dtype(net, "cuda", "auto") is torch.bfloat16
+    assert autocast_dtype(net, "cpu", "auto") in (None, torch.bfloat16)  # measured on this CPU
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype(net, "cpu", "fp8")
 
 
 def test_joint_phase_leaves_global_branch_bit_identical(tmp_path, tiny_ckpt, pairs):

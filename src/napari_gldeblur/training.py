@@ -50,6 +50,7 @@ class TrainConfig:
     out: str = "model.pt"
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, and on CPUs where it measures faster; fp32; bf16
 
 
 @dataclass
@@ -167,6 +168,23 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def autocast_dtype(net: DBAFNet, device: str, precision: str = "auto") -> Optional[torch.dtype]:
+    """bf16 for autocast, or None for fp32: ``auto`` uses bf16 on CUDA and on CPUs where bf16 measures faster.
+
+    Weights, optimizer state, loss and validation stay in float32; only convolutions run in bf16.
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown training precision {precision!r}: use auto, fp32 or bf16")
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or device.startswith("cuda"):
+        return torch.bfloat16
+    from .inference import cpu_bf16_pays_off  # times fp32 vs bf16 once; emulated bf16 is slower
+
+    with torch.no_grad():
+        return torch.bfloat16 if device == "cpu" and cpu_bf16_pays_off(net) else None
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -234,7 +252,9 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
     phases = state.get("phases") or phases_for(config, net.config.variant)
     start_phase, start_step = state.get("phase_index", 0), state.get("step", 0)
     history: list = list(state.get("history", []))
-    net.to(device).train()
+    net.to(device)
+    amp = autocast_dtype(net.eval(), device, config.precision)
+    net.train()
     cache: dict = {}
     if pairs is not None:
         in_memory = split(list(pairs), config.val_fraction, config.seed)
@@ -256,7 +276,6 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         module = _Wrapped(net, phase)
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
-        use_amp = device.startswith("cuda")
         best = (-math.inf, None)
         t0, step = time.perf_counter(), first_step
         val_psnr = val_ssim = None
@@ -264,7 +283,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         while step < config.steps:
             x, y = sampler.batch(config.batch)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            with torch.autocast(device.split(":")[0], dtype=amp or torch.bfloat16, enabled=amp is not None):
                 loss = module(x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
