@@ -8,7 +8,7 @@ STEPS=${STEPS:-400}
 OUT=${OUT:-runs/ablation}
 mkdir -p "$OUT"
 [ -d "$DATA/train/dynamic" ] || scripts/make_data.sh "$DATA"
-common=(--batch 8 --patch 96 --lr 1e-3 --val-every 200 --checkpoint-every 100 --data "$DATA/train/dynamic")
+common=(--batch 8 --patch 96 --lr 1e-3 --val-every "${VAL_EVERY:-200}" --checkpoint-every 100 --data "$DATA/train/dynamic")
 gldeblur train --model scratch:lite --variant LB --phase end2end --steps $((3 * STEPS)) "${common[@]}" -o "$OUT/LB.pt"
 gldeblur train --model scratch:lite --variant DB --phase end2end --steps $((3 * STEPS)) "${common[@]}" -o "$OUT/DB.pt"
 gldeblur train --model scratch:lite --variant DBAF --phase all --steps "$STEPS" --global-data "$DATA/train/global" \

@@ -56,10 +56,23 @@ def test_dynamic_scene_blurs_objects_more_than_background():
     assert np.median(ratios) > 2.0, ratios
 
 
+def test_mild_pairs_are_much_less_blurred_than_the_bank():
+    src = syn.procedural_image(np.random.default_rng(0), 200)
+
+    def mean_psnr(kind):
+        pairs = [syn.make_pair(kind, src, np.random.default_rng(k), 96, noise=0.0, jpeg_prob=0.0) for k in range(6)]
+        return np.mean([10 * np.log10(1 / np.mean((b - s) ** 2)) for b, s in pairs])
+
+    assert np.isfinite(mean_psnr("mild"))  # blurred, not an identity pair
+    assert mean_psnr("mild") > mean_psnr("global") + 3
+    k = syn.mild_kernel(np.random.default_rng(0))
+    assert abs(k.sum() - 1) < 1e-5 and k.max() > 0.2  # a narrow kernel
+
+
 def test_make_pair_shapes_and_range():
     rng = np.random.default_rng(0)
     src = syn.procedural_image(rng, 200)
-    for kind in ("global", "dynamic", "mixed"):
+    for kind in ("global", "dynamic", "mixed", "mild"):
         blur, sharp = syn.make_pair(kind, src, np.random.default_rng(1), 64)
         assert blur.shape == sharp.shape == (64, 64, 3)
         assert blur.dtype == sharp.dtype == np.float32

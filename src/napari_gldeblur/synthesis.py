@@ -76,6 +76,12 @@ def defocus_kernel(radius: float, size: int = 21) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
+def mild_kernel(rng: np.random.Generator, low: float = 0.3, high: float = 0.8) -> np.ndarray:
+    """A barely-there Gaussian (sigma ``low``-``high`` px, below the bank's 0.8-3 px): nearly sharp input
+    the network should leave almost unchanged."""
+    return gaussian_kernel(rng.uniform(low, high), rng.uniform(low, high), rng.uniform(0, np.pi), size=7)
+
+
 def kernel_bank(seed: int = 0) -> list[Kernel]:
     """32 motion, 16 Gaussian (8 isotropic, 8 anisotropic) and 8 defocus kernels, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -259,13 +265,13 @@ def procedural_image(rng: np.random.Generator, size: int = 384) -> np.ndarray:
 def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int,
               others: Sequence[np.ndarray] | None = None, bank: Sequence[Kernel] | None = None,
               noise: float = 0.01, jpeg_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """One (blur, sharp) pair of ``size`` x ``size`` from ``source``: kind ``global``, ``dynamic``, ``mixed``
-    or ``sharp`` (no blur, no noise: an identity pair)."""
+    """One (blur, sharp) pair of ``size`` x ``size`` from ``source``: kind ``global``, ``dynamic``, ``mixed``,
+    ``mild`` (a barely blurred, nearly sharp picture) or ``sharp`` (no blur, no noise: an identity pair)."""
     if kind == "mixed":
         kind = "global" if rng.random() < 0.5 else "dynamic"
-    if kind == "global":
+    if kind in ("global", "mild"):
         bank = bank if bank is not None else kernel_bank(0)
-        k = bank[int(rng.integers(len(bank)))].array
+        k = bank[int(rng.integers(len(bank)))].array if kind == "global" else mild_kernel(rng)
         pad = k.shape[0]
         crop = random_crop(source, rng, size + 2 * pad)  # blur a larger crop: real content at the borders
         blur = blur_global(crop, k)[pad:-pad, pad:-pad]
@@ -276,7 +282,7 @@ def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int
         sharp = random_crop(source, rng, size)
         return sharp.copy(), np.ascontiguousarray(sharp, dtype=np.float32)
     else:
-        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic, mixed or sharp")
+        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic, mixed, mild or sharp")
     return degrade(blur, rng, noise, jpeg_prob), np.ascontiguousarray(sharp, dtype=np.float32)
 
 
