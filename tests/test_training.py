@@ -49,8 +49,10 @@ def test_a_few_steps_lower_the_loss(tmp_path, tiny_ckpt, pairs):
 
 def test_bf16_autocast_training_lowers_the_loss_and_keeps_fp32_weights(tmp_path, tiny_ckpt, pairs):
     c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, precision="bf16")
-    losses = [p.loss for p in train(c, pairs=pairs)]
+    progress = list(train(c, pairs=pairs))
+    losses = [p.loss for p in progress]
     assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+    assert {p.precision for p in progress} == {"bf16"}
     state = models.read_checkpoint(tmp_path / "out.pt")["model"]
     assert all(v.dtype == torch.float32 for v in state.values())
 

@@ -99,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
             phase = pr.phase
+            tqdm.write(f"phase {pr.phase}: forward passes in {pr.precision}")
             bar = tqdm(total=pr.total, initial=pr.step - 1, desc=f"phase {pr.phase} ({pr.phase_index + 1}/{pr.phase_count})")
         bar.update(1)
         post = {"loss": f"{pr.loss:.5f}"}

@@ -65,6 +65,7 @@ class Progress:
     eta_s: float = 0.0
     phase_index: int = 0
     phase_count: int = 1
+    precision: str = "fp32"  # what the forward pass runs in: fp32 or bf16 (autocast)
 
 
 # --- losses (section 3.2) --------------------------------------------------------------------------
@@ -302,7 +303,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
             history.append((phase, step, lv, val_psnr))
             rate = (time.perf_counter() - t0) / (step - first_step)
             yield Progress(phase, step, config.steps, loss_avg, val_psnr, val_ssim, sched.get_last_lr()[0],
-                           rate * (config.steps - step + (len(phases) - pi - 1) * config.steps), pi, len(phases))
+                           rate * (config.steps - step + (len(phases) - pi - 1) * config.steps), pi, len(phases),
+                           "bf16" if amp is not None else "fp32")
             if rank == 0 and (step % config.checkpoint_every == 0 and not last):
                 models.write_checkpoint(out, checkpoint(net, config, phases, pi, step, opt, metrics, history))
             if last and step < config.steps:  # stopped by the user: keep the best weights and end the run
