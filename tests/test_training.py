@@ -9,7 +9,8 @@ import torch
 from napari_gldeblur import models, synthesis
 from napari_gldeblur.cli import main
 from napari_gldeblur.network import DBAFNet, NetConfig
-from napari_gldeblur.training import TrainConfig, autocast_dtype, phases_for, train
+from napari_gldeblur.evaluation import psnr
+from napari_gldeblur.training import TrainConfig, autocast_dtype, phases_for, psnr_distance, train
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -55,6 +56,23 @@ def test_bf16_autocast_training_lowers_the_loss_and_keeps_fp32_weights(tmp_path,
     assert {p.precision for p in progress} == {"bf16"}
     state = models.read_checkpoint(tmp_path / "out.pt")["model"]
     assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(3, 3, 16, 16, generator=gen)
+    out = (gt + torch.randn(3, 3, 16, 16, generator=gen) * torch.tensor([0.05, 0.1, 0.2]).view(3, 1, 1, 1)).clamp(0, 1)
+    want = -np.mean([psnr(o.permute(1, 2, 0).numpy(), g.permute(1, 2, 0).numpy()) for o, g in zip(out, gt)])
+    assert float(psnr_distance(out, gt)) == pytest.approx(want, abs=0.05)  # eps adds < 0.05 dB here
+    assert float(psnr_distance(gt, gt)) == pytest.approx(-50.0)  # capped at 50 dB
+
+
+def test_training_with_psnr_loss(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, loss="psnr")
+    losses = [p.loss for p in train(c, pairs=pairs)]
+    assert losses[-1] < losses[0] - 1.0, (losses[0], losses[-1])  # at least 1 dB better
+    with pytest.raises(ValueError, match="unknown loss"):
+        list(train(cfg(tmp_path, tiny_ckpt, phase="joint", loss="l7"), pairs=pairs, resume=False))
 
 
 def test_training_precision_choice():

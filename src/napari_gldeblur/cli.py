@@ -73,6 +73,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--device", default="auto")
+    p.add_argument("--loss", choices=["mse", "psnr"], default="mse",
+                   help="mse: the paper's eqs. 2-4; psnr: minus per-image PSNR, so nearly sharp images count as much as blurred ones")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
     p.add_argument("--seed", type=int, default=0)
@@ -89,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, global_data=args.global_data, joint_data=args.joint_data, phase=args.phase,
                       model=args.model, variant=args.variant, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every, out=args.out,
-                      seed=args.seed, device=args.device, precision=args.precision)
+                      seed=args.seed, device=args.device, precision=args.precision, loss=args.loss)
     rank, _ = distributed()
     bar, phase = None, None
     for pr in train(cfg, resume=not args.no_resume):

@@ -50,6 +50,7 @@ class TrainConfig:
     out: str = "model.pt"
     seed: int = 0
     device: str = "auto"
+    loss: str = "mse"  # mse: eqs. (2)-(4) as in the paper; psnr: minus per-image PSNR (see psnr_distance)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, and on CPUs where it measures faster; fp32; bf16
 
 
@@ -69,16 +70,36 @@ class Progress:
 
 
 # --- losses (section 3.2) --------------------------------------------------------------------------
-def global_branch_loss(net: nn.Module, x: torch.Tensor, g_gt: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(net.global_branch(x), g_gt)  # L_G = ||Ψ_G(x) - G_GT||²   (2)
+def mse(out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out.float(), gt)  # ||·||², the paper's distance
 
 
-def local_branch_loss(net: nn.Module, x: torch.Tensor, l_gt: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(net.local_branch(x), l_gt)  # L_L = ||Ψ_L(x) - L_GT||²   (3)
+PSNR_EPS = 1e-5  # caps each image's weight at 50 dB, beyond what 8-bit output can show
 
 
-def content_loss(net: nn.Module, x: torch.Tensor, x_gt: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(net(x).image, x_gt)  # L_φ = ||φ(x) - X_GT||²   (4)
+def psnr_distance(out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Minus the PSNR of each image, averaged over the batch (NAFNet's PSNRLoss; not in the paper).
+
+    Under plain MSE a heavily blurred patch outweighs a nearly sharp one by 10-100x, so the network learns to
+    sharpen everything; in dB every image counts the same, which is also how the results are measured.
+    """
+    per_image = ((out.float() - gt) ** 2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(per_image + PSNR_EPS).mean()
+
+
+DISTANCES = {"mse": mse, "psnr": psnr_distance}
+
+
+def global_branch_loss(net: nn.Module, x: torch.Tensor, g_gt: torch.Tensor, distance=mse) -> torch.Tensor:
+    return distance(net.global_branch(x), g_gt)  # L_G = ||Ψ_G(x) - G_GT||²   (2)
+
+
+def local_branch_loss(net: nn.Module, x: torch.Tensor, l_gt: torch.Tensor, distance=mse) -> torch.Tensor:
+    return distance(net.local_branch(x), l_gt)  # L_L = ||Ψ_L(x) - L_GT||²   (3)
+
+
+def content_loss(net: nn.Module, x: torch.Tensor, x_gt: torch.Tensor, distance=mse) -> torch.Tensor:
+    return distance(net(x).image, x_gt)  # L_φ = ||φ(x) - X_GT||²   (4)
 
 
 # --- phases ----------------------------------------------------------------------------------------
@@ -121,12 +142,14 @@ LOSSES = {"global": global_branch_loss, "local": local_branch_loss, "joint": con
 class _Wrapped(nn.Module):
     """Gives DDP one module whose forward is the phase's loss."""
 
-    def __init__(self, net: DBAFNet, phase: str):
+    def __init__(self, net: DBAFNet, phase: str, distance: str = "mse"):
         super().__init__()
-        self.net, self.loss = net, LOSSES[phase]
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown loss {distance!r}: use {' or '.join(DISTANCES)}")
+        self.net, self.loss, self.distance = net, LOSSES[phase], DISTANCES[distance]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss(self.net, x, y)
+        return self.loss(self.net, x, y, self.distance)
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -274,7 +297,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
             opt.load_state_dict(state["optimizer"])
         # the schedule continues where a resumed run stopped
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s + first_step, config.steps))
-        module = _Wrapped(net, phase)
+        module = _Wrapped(net, phase, config.loss)
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
         best = (-math.inf, None)
