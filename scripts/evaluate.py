@@ -65,6 +65,8 @@ def main() -> int:
             results[set_name][name]["nearly_sharp_in_psnr"] = float(np.mean([psnr(n, s) for n, (_, s) in zip(near, pairs)]))
             results[set_name][name]["nearly_sharp_out_psnr"] = float(np.mean([psnr(fn(n), s) for n, (_, s) in zip(near, pairs)]))
     print(table(results))
+    print()
+    print(sharp_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
@@ -90,6 +92,21 @@ def table(results: dict) -> str:
             ps, ss = r.get("output_psnr", r["input_psnr"]), r.get("output_ssim", r["input_ssim"])
             gain = "" if m == "blurry input" else f" ({ps - r['input_psnr']:+.2f})"
             cells.append(f"{ps:.2f}{gain} / {ss:.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sharp_table(results: dict) -> str:
+    """Models on sharp input: PSNR of model(sharp) vs sharp, and nearly sharp input before -> after."""
+    sets = list(results)
+    methods = [m for m in dict.fromkeys(m for r in results.values() for m in r)
+               if all("sharp_in_psnr" in results[s].get(m, {}) for s in sets)]
+    lines = ["| model | " + " | ".join(f"{s}: sharp in / nearly sharp in -> out" for s in sets) + " |",
+             "|" + "---|" * (len(sets) + 1)]
+    for m in methods:
+        cells = [f"{r['sharp_in_psnr']:.2f} / {r['nearly_sharp_in_psnr']:.2f} -> {r['nearly_sharp_out_psnr']:.2f}"
+                 f" ({r['nearly_sharp_out_psnr'] - r['nearly_sharp_in_psnr']:+.2f})"
+                 for r in (results[s][m] for s in sets)]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
