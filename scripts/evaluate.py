@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_gldeblur.datasets import load_pairs
-from napari_gldeblur.evaluation import BASELINES, evaluate, model_restorer, psnr
+from napari_gldeblur.evaluation import BASELINES, evaluate, model_restorer, nearly_sharp, psnr
 
-NEARLY_SHARP_SIGMA = 0.5  # px
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
 
 
@@ -70,14 +69,6 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
-
-
-def nearly_sharp(sharp: np.ndarray, sigma: float = NEARLY_SHARP_SIGMA) -> np.ndarray:
-    """A barely blurred copy (Gaussian, ``sigma`` px), quantised to 8 bits like a saved photo."""
-    from skimage.filters import gaussian
-
-    out = gaussian(sharp, sigma=sigma, channel_axis=-1, preserve_range=True)
-    return (np.round(np.clip(out, 0, 1) * 255) / 255).astype(np.float32)
 
 
 def table(results: dict) -> str:
