@@ -166,8 +166,10 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
     from napari_gldeblur.models import read_checkpoint
 
     ckpt = read_checkpoint(saved)
-    history = [loss for _, _, loss, _ in ckpt["history"]]
+    assert ckpt["train_config"]["loss"] == "psnr"  # the widget's default, as the bundled model's last stage
+    history = [loss for _, _, loss, _ in ckpt["history"]]  # minus PSNR in dB
     assert np.mean(history[-5:]) < np.mean(history[:5])
+    assert all(v > 0 for _, v in widget.plot.loss)  # plotted as per-image MSE on the log scale
     pairs = _train_widget.pairs_from_arrays([(b.data, b.rgb, s.data, s.rgb) for b, s in layer_pairs])
     assert len(pairs) == 3
     assert restoration_mse(saved, pairs) < 0.9 * restoration_mse(start, pairs)
@@ -231,6 +233,7 @@ def test_stop_ends_training_mid_run_and_keeps_a_model(viewer_widget, qtbot, note
     for b, s in add_two_pairs(viewer):
         widget.add_pair(b, s)
     configure(widget, make_checkpoint(tmp_path / "start.pt"), steps=100_000)
+    widget.loss.value = "mse"  # the paper's loss
     widget.start()
     qtbot.waitUntil(lambda: len(widget.plot.loss) >= 3, timeout=60_000)  # the viewer's event loop runs meanwhile
     widget.stop_button.native.click()
@@ -241,6 +244,7 @@ def test_stop_ends_training_mid_run_and_keeps_a_model(viewer_widget, qtbot, note
     from napari_gldeblur.models import load_model, read_checkpoint
 
     assert read_checkpoint(outcome.path)["step"] == outcome.steps
+    assert read_checkpoint(outcome.path)["train_config"]["loss"] == "mse"
     load_model(str(outcome.path))
     assert "stopped" in widget.status.value and widget.start_button.enabled
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Sequence, Union
 
@@ -219,6 +219,7 @@ class TrainJob:
     save: Path
     preview: Optional[PreviewJob] = None
     data_label: str = ""
+    loss: str = "psnr"  # training.DISTANCES: psnr (as the bundled model's last stage) or mse (the paper's)
 
 
 @dataclass
@@ -290,10 +291,12 @@ def run_training(job: TrainJob, stop: Callable[[], bool]) -> Generator[Event, No
         every = job.preview.every if job.preview else job.steps + 1
         config = TrainConfig(model=job.model, phase=job.phase, steps=job.steps, batch=job.batch, patch=patch,
                              lr=job.lr, val_fraction=job.val_fraction, val_every=max(1, job.steps // 25),
-                             checkpoint_every=max(1, every), out=str(tmp), device=job.device)
+                             checkpoint_every=max(1, every), out=str(tmp), device=job.device, loss=job.loss)
         last: Optional[Progress] = None
         preview_due = False
         for progress in train(config, stop, pairs=pairs, resume=False):
+            if job.loss == "psnr":  # -PSNR in dB -> its per-image MSE (geometric mean): one log-scale plot for both
+                progress = replace(progress, loss=10 ** (progress.loss / 10))
             last = progress
             yield progress
             if job.preview and preview_due and tmp.is_file():  # the checkpoint of the previous due step
@@ -465,6 +468,9 @@ class TrainWidget(Container):
                               tooltip="The paper's phases: joint trains the whole net with the global branch frozen")
         self.steps = SpinBox(label="steps", value=300, min=1, max=1_000_000, step=50, tooltip="Steps per phase")
         self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-6, max=0.1, step=1e-6)
+        self.loss = ComboBox(label="loss", choices=[("per-image PSNR (bundled model)", "psnr"),
+                                                    ("squared error (paper, eq. 4)", "mse")], value="psnr",
+                             tooltip="Per-image PSNR weighs nearly sharp pictures as much as blurred ones")
         self.patch = SpinBox(label="patch size", value=96, min=MIN_SIZE, max=1024, step=16,
                              tooltip="Training crops; reduced automatically to the smallest image")
         self.batch = SpinBox(label="batch size", value=4, min=1, max=256)
@@ -479,7 +485,7 @@ class TrainWidget(Container):
         self.preview_layer = ComboBox(label="preview on", choices=self._layer_choices, nullable=True, visible=False)
         self.preview_every = SpinBox(label="every (steps)", value=25, min=1, max=100_000, visible=False)
         self.settings_box = Container(widgets=[self.start_model, self.checkpoint, self.phase, self.steps, self.lr,
-                                               self.patch, self.batch, self.val_split, self.device, self.save_path,
+                                               self.loss, self.patch, self.batch, self.val_split, self.device, self.save_path,
                                                self.preview, self.preview_layer, self.preview_every])
 
         # 4. run
@@ -748,7 +754,7 @@ class TrainWidget(Container):
             save = save.with_name(save.name + ".pt")
         return TrainJob(layers, folder, model, self.phase.value, int(self.steps.value), float(self.lr.value),
                         int(self.patch.value), int(self.batch.value), float(self.val_split.value), self.device.value,
-                        save, self._make_preview_job(), label)
+                        save, self._make_preview_job(), label, loss=self.loss.value)
 
     def _make_preview_job(self) -> Optional[PreviewJob]:
         """The crop around the view centre of the preview layer's current frame, or None when preview is off."""
