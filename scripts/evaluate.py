@@ -20,6 +20,14 @@ from napari_gldeblur.evaluation import BASELINES, evaluate, model_restorer, near
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
 
 
+def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[str, list[str]]:
+    """The four evaluation sets by name: three held-out synthetic sets (scripts/make_data.sh) and GoPro."""
+    return {"held-out global": [f"{data_root}/heldout/global"],
+            "held-out global, unseen kernels": [f"{data_root}/heldout/global_unseen_kernels"],
+            "held-out dynamic": [f"{data_root}/heldout/dynamic"],
+            "GoPro frames (real)": [gopro]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model", action="append", default=[], help="NAME=lite|paper|CKPT")
@@ -30,10 +38,7 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each set")
     p.add_argument("--merge", default=None, help="JSON from an earlier run (e.g. the baselines) to include")
     args = p.parse_args()
-    sets = {"held-out global": [f"{args.data_root}/heldout/global"],
-            "held-out global, unseen kernels": [f"{args.data_root}/heldout/global_unseen_kernels"],
-            "held-out dynamic": [f"{args.data_root}/heldout/dynamic"],
-            "GoPro frames (real)": [args.gopro]}
+    sets = evaluation_sets(args.data_root, args.gopro)
     methods = {"blurry input": None}
     if not args.no_baselines:
         methods |= BASELINES
@@ -60,9 +65,9 @@ def main() -> int:
             fn = methods[name]
             vals = [psnr(fn(s), s) for _, s in pairs]
             results[set_name][name]["sharp_in_psnr"] = float(np.mean(vals))
-            near = [nearly_sharp(s) for _, s in pairs]
-            results[set_name][name]["nearly_sharp_in_psnr"] = float(np.mean([psnr(n, s) for n, (_, s) in zip(near, pairs)]))
-            results[set_name][name]["nearly_sharp_out_psnr"] = float(np.mean([psnr(fn(n), s) for n, (_, s) in zip(near, pairs)]))
+            near = [(nearly_sharp(s), s) for _, s in pairs]
+            results[set_name][name]["nearly_sharp_in_psnr"] = float(np.mean([psnr(n, s) for n, s in near]))
+            results[set_name][name]["nearly_sharp_out_psnr"] = float(np.mean([psnr(fn(n), s) for n, s in near]))
     print(table(results))
     print()
     print(sharp_table(results))

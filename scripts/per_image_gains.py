@@ -6,14 +6,12 @@ Usage: python scripts/per_image_gains.py [--model lite|CKPT] [--data-root data]
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from evaluate import evaluation_sets  # scripts/evaluate.py: the same four sets
 
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
-
-GOPRO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
 
 
 def main() -> None:
@@ -22,12 +20,11 @@ def main() -> None:
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
     restore = model_restorer(args.model)
-    sets = [f"{args.data_root}/heldout/{n}" for n in ("global", "global_unseen_kernels", "dynamic")] + [str(GOPRO)]
-    for root in sets:
-        pairs = load_pairs([root])
+    for name, roots in evaluation_sets(args.data_root).items():
+        pairs = load_pairs(roots)
         gain = np.array([psnr(restore(b), s) - psnr(b, s) for b, s in pairs])
-        near = np.array([psnr(restore(nearly_sharp(s)), s) - psnr(nearly_sharp(s), s) for _, s in pairs])
-        print(f"{root}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
+        near = np.array([psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for _, s in pairs)])
+        print(f"{name}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
               f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: median {np.median(near):+.2f},"
               f" {np.mean(near >= -0.5):.0%} within 0.5 dB")
 
