@@ -1,4 +1,5 @@
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from napari_gldeblur import synthesis as syn
@@ -69,6 +70,15 @@ def test_mild_pairs_are_much_less_blurred_than_the_bank():
     assert abs(k.sum() - 1) < 1e-5 and k.max() > 0.2  # a narrow kernel
 
 
+def test_soften_removes_fine_detail_but_keeps_the_picture():
+    src = syn.procedural_image(np.random.default_rng(0), 128)
+    soft = syn.soften(src, np.random.default_rng(1))
+    assert soft.shape == src.shape and soft.dtype == np.float32
+    detail = lambda im: np.mean(ndimage.laplace(im.mean(-1)) ** 2)  # noqa: E731  (high-frequency energy)
+    assert detail(soft) < 0.5 * detail(src)
+    assert abs(soft.mean() - src.mean()) < 0.01
+
+
 def test_make_pair_shapes_and_range():
     rng = np.random.default_rng(0)
     src = syn.procedural_image(rng, 200)
@@ -79,6 +89,8 @@ def test_make_pair_shapes_and_range():
         assert 0 <= blur.min() and blur.max() <= 1
     blur, sharp = syn.make_pair("sharp", src, np.random.default_rng(1), 64)
     assert np.array_equal(blur, sharp) and blur is not sharp  # identity pairs
+    blur, sharp = syn.make_pair("soft", src, np.random.default_rng(1), 64)
+    assert np.array_equal(blur, sharp) and blur is not sharp and sharp.shape == (64, 64, 3)
     with pytest.raises(ValueError, match="unknown blur kind"):
         syn.make_pair("wobbly", src, rng, 64)
 

@@ -21,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("sharp_dir", nargs="?", help="folder of sharp images (default: scikit-image's bundled images)")
     p.add_argument("-o", "--out", required=True, help="writes OUT/blur/NAME.png and OUT/sharp/NAME.png")
-    p.add_argument("--kind", choices=["global", "dynamic", "mixed", "mild", "sharp"], default="mixed",
-                   help="mild: nearly sharp (0.3-0.8 px Gaussian); sharp: identity pairs (input = target), "
-                        "so training learns to leave sharp images alone")
+    p.add_argument("--kind", choices=["global", "dynamic", "mixed", "mild", "sharp", "soft"],
+                   default="mixed", help="mild: nearly sharp (0.3-0.8 px Gaussian); sharp: identity pairs (input = "
+                   "target), so training learns to leave sharp images alone; soft: identity pairs of soft, noisy "
+                   "content (resampled 0.4-0.8x down and back up), so it leaves soft footage alone too")
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)

@@ -147,6 +147,14 @@ def random_shape_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.zeros((size, size), np.float32)
 
 
+def soften(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: float = 0.8) -> np.ndarray:
+    """Soft but unblurred content, like a downscaled video frame: resampled down by ``low``-``high`` and back up."""
+    from skimage.transform import rescale, resize
+
+    small = rescale(image, rng.uniform(low, high), channel_axis=-1, anti_aliasing=True)
+    return np.clip(resize(small, image.shape[:2], order=1, anti_aliasing=False), 0, 1).astype(np.float32)
+
+
 def shifted(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Sub-pixel translation (bilinear, reflected borders)."""
     shift = (dy, dx) + (0,) * (image.ndim - 2)
@@ -266,7 +274,8 @@ def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int
               others: Sequence[np.ndarray] | None = None, bank: Sequence[Kernel] | None = None,
               noise: float = 0.01, jpeg_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """One (blur, sharp) pair of ``size`` x ``size`` from ``source``: kind ``global``, ``dynamic``, ``mixed``,
-    ``mild`` (a barely blurred, nearly sharp picture) or ``sharp`` (no blur, no noise: an identity pair)."""
+    ``mild`` (a barely blurred, nearly sharp picture), ``sharp`` (no blur, no noise: an identity pair) or
+    ``soft`` (an identity pair of soft, possibly noisy content)."""
     if kind == "mixed":
         kind = "global" if rng.random() < 0.5 else "dynamic"
     if kind in ("global", "mild"):
@@ -281,8 +290,11 @@ def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int
     elif kind == "sharp":  # identity pairs: teach the network to leave sharp pictures alone
         sharp = random_crop(source, rng, size)
         return sharp.copy(), np.ascontiguousarray(sharp, dtype=np.float32)
+    elif kind == "soft":  # identity pairs on soft, noisy content (video frames): softness is not blur to undo
+        sharp = degrade(soften(random_crop(source, rng, size), rng), rng, noise, jpeg_prob)
+        return sharp.copy(), np.ascontiguousarray(sharp, dtype=np.float32)
     else:
-        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic, mixed, mild or sharp")
+        raise ValueError(f"unknown blur kind {kind!r}; choose global, dynamic, mixed, mild, sharp or soft")
     return degrade(blur, rng, noise, jpeg_prob), np.ascontiguousarray(sharp, dtype=np.float32)
 
 
