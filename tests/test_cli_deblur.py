@@ -99,6 +99,7 @@ def test_same_name_from_two_folders_is_reported(tmp_path, tiny_checkpoint, capsy
     (["-o", "OUT"], "give INPUT"),
     (["IN", "-o", "OUT", "--model", "no_such_model.pt"], "checkpoint not found"),
     (["IN", "-o", "OUT", "--device", "warp9"], "unknown device"),
+    (["IN", "-o", "OUT", "--strength", "1.5"], "--strength must be between 0 and 1"),
 ])
 def test_usage_errors_are_one_line(tmp_path, inputs, argv, message, capsys):
     folder, _ = inputs
@@ -116,3 +117,10 @@ def test_sample_runs_end_to_end(tmp_path, tiny_checkpoint, capsys):
     out = read_image_file(tmp_path / "s" / "sample_deblurred.png")
     assert out.shape == read_image_file(tmp_path / "s" / "sample_blurry.png").shape
     assert "PSNR" in stdout
+
+
+def test_strength_zero_writes_the_input_back(tmp_path, inputs, tiny_checkpoint, capsys):
+    folder, _ = inputs
+    code, _, err = run(capsys, folder / "rgb.png", "-o", tmp_path / "o", "--model", tiny_checkpoint, "--strength", "0")
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image_file(tmp_path / "o" / "rgb.png"), read_image_file(folder / "rgb.png"))

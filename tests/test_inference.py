@@ -202,6 +202,36 @@ def test_bad_settings_raise_value_errors(kwargs, message):
         Deblurrer(tiny_net(), **kwargs)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(20, 26, 3), (20, 26), (20, 26, 4)])
+def test_strength_zero_gives_the_input_back(tiny, dtype, shape):
+    img = as_dtype(smooth_image(20, 26, shape[2] if len(shape) == 3 else 1).reshape(shape), dtype)
+    out = tiny(img, strength=0.0).image
+    assert out.dtype == img.dtype
+    if np.dtype(dtype).kind == "f":  # gray: the mean of three equal channels, exact up to float rounding
+        np.testing.assert_allclose(out, img, rtol=1e-6, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(out, img)
+    assert not np.array_equal(tiny(img).image, img)  # the (random) network does change it
+
+
+def test_strength_blends_input_and_full_output(tiny):
+    img = smooth_image(24, 28)
+    full = tiny(img).image
+    half = tiny(img, strength=0.5).image
+    inside = (full > 0) & (full < 1)  # where the network's raw output was not clipped
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(half[inside], (0.5 * img + 0.5 * full)[inside], atol=1e-5)
+    r = tiny(img, strength=0.5, features=True)
+    np.testing.assert_array_equal(r.attention, tiny(img).attention)  # the maps do not depend on strength
+
+
+@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan")])
+def test_strength_outside_0_1_is_a_value_error(tiny, strength):
+    with pytest.raises(ValueError, match="strength must be between 0 and 1"):
+        tiny(smooth_image(8, 8), strength=strength)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_missing_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA"):

@@ -303,6 +303,17 @@ def test_show_features_toggles_existing_feature_layers(viewer_widget, qtbot, not
     assert all(f.visible for f in features)
 
 
+def test_strength_slider_reaches_the_engine(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    data = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    src = viewer.add_image(data, name="img")
+    assert widget.strength.value == 1.0  # full restoration by default
+    widget.strength.value = 0.0
+    run(qtbot, widget, src)
+    assert not notes["error"]
+    np.testing.assert_array_equal(viewer.layers["img deblurred"].data, data)  # strength 0: the input back
+
+
 def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, notes):
     viewer, widget = viewer_widget
     src = viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="img")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
 import napari.layers
 import napari.viewer
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -144,6 +144,7 @@ class Job:
     device: str
     tile: Optional[int]
     features: bool
+    strength: float = 1.0
 
 
 @dataclass
@@ -201,7 +202,7 @@ def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) ->
     try:
         deblurrer = (deblurrer_factory or make_deblurrer)(job.model, job.device, job.tile)
         result = None
-        for item in deblurrer.steps(job.data, rgb=job.rgb, features=job.features):
+        for item in deblurrer.steps(job.data, rgb=job.rgb, features=job.features, strength=job.strength):
             if hasattr(item, "image"):  # the DeblurResult comes last
                 result = item
             else:
@@ -260,6 +261,9 @@ class DeblurWidget(Container):
         self.tile = ComboBox(label="tile size", choices=TILE_CHOICES, value=None,
                              tooltip="Process large images in overlapping tiles to save memory; "
                                      "auto fits the tile to the free memory of the device")
+        self.strength = FloatSlider(label="strength", value=1.0, min=0.0, max=1.0, step=0.05,
+                                    tooltip="How much of the network's change to keep: 1 = all, 0 = the input. "
+                                            "Lower it if soft footage comes out over-sharpened")
         self.add_features = CheckBox(text="add branch feature layers", value=True,
                                      tooltip="Also add the local/global branch features and the attention mask")
         self.show_features = CheckBox(text="show feature layers", value=False,
@@ -268,7 +272,8 @@ class DeblurWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1, visible=True)
         self.status = Label(value="")
-        self.extend([self.layer, self.model, self.device, self.tile, self.add_features, self.show_features,
+        self.extend([self.layer, self.model, self.device, self.tile, self.strength, self.add_features,
+                     self.show_features,
                      self.run_button, self.cancel_button, self.progress, self.status])
 
         self.run_button.changed.connect(lambda: self.deblur())
@@ -411,7 +416,8 @@ class DeblurWidget(Container):
         if device == "cuda" and cuda_device_name() is None:
             raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
         tile = None if self.tile.value is None else int(self.tile.value)
-        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value))
+        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value),
+                   float(self.strength.value))
 
     def cancel(self) -> None:
         """Ask the worker to stop after the current tile."""

@@ -151,6 +151,8 @@ def _add_deblur(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (blended)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16/fp16 only where measured faster and accurate; fp32 forces float32")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="how much of the network's change to keep, 0-1 (lower it for soft footage it over-sharpens)")
     p.add_argument("--features", action="store_true",
                    help="also write <stem>_local.tif, <stem>_global.tif, <stem>_attention.tif (float32 maps)")
     p.add_argument("--sample", action="store_true", help="deblur the bundled sample scene (no INPUT needed)")
@@ -168,6 +170,8 @@ def _deblur(args: argparse.Namespace) -> int:
 
     if not args.inputs and not args.sample:
         raise ValueError("give INPUT image files or folders, or --sample")
+    if not 0.0 <= args.strength <= 1.0:
+        raise ValueError(f"--strength must be between 0 and 1, got {args.strength}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} exists and is not a folder")
@@ -177,14 +181,14 @@ def _deblur(args: argparse.Namespace) -> int:
     d = Deblurrer(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
                   precision=args.precision)
     if args.sample:
-        _deblur_sample(d, out, args.features)
+        _deblur_sample(d, out, args.features, args.strength)
     taken: set[Path] = set()
     ok = 0
     bar = tqdm(files, desc="deblur", unit="image", disable=not files)
     for src in bar:
         bar.set_postfix_str(src.name)
         try:
-            for written in _deblur_file(d, src, out, args.features, taken, bar):
+            for written in _deblur_file(d, src, out, args.features, taken, bar, args.strength):
                 taken.add(written.resolve())
             ok += 1
         except (ValueError, OSError, MemoryError) as e:  # one line per bad file; the others still run
@@ -222,7 +226,8 @@ def _collect_inputs(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[l
     return files, problems
 
 
-def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None) -> list[Path]:
+def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None,
+                 strength: float = 1.0) -> list[Path]:
     """Deblur one file into ``out`` (same name and format); returns the paths written."""
     from .imageio import read_image_file, write_image_file
 
@@ -237,7 +242,7 @@ def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=
         if bar is not None and total > 1:
             bar.set_postfix_str(f"{src.name} tile {done}/{total}")
 
-    result = d(image, progress=progress, features=features)
+    result = d(image, progress=progress, features=features, strength=strength)
     written = [write_image_file(target, result.image)]
     if features:
         written += _write_features(result, out, src.stem)
@@ -255,7 +260,7 @@ def _write_features(result, out: Path, stem: str) -> list[Path]:
     return written
 
 
-def _deblur_sample(d, out: Path, features: bool) -> None:
+def _deblur_sample(d, out: Path, features: bool, strength: float = 1.0) -> None:
     """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
     from ._sample_data import dynamic_scene
     from .imageio import write_image_file
@@ -263,7 +268,7 @@ def _deblur_sample(d, out: Path, features: bool) -> None:
 
     layers = {meta["name"].split(" (")[0]: data for data, meta, _ in dynamic_scene()}
     blurry, sharp = layers["blurry scene"], layers["sharp reference"]
-    result = d(blurry, features=features)
+    result = d(blurry, features=features, strength=strength)
     for name, arr in (("blurry", blurry), ("sharp", sharp), ("deblurred", result.image)):
         write_image_file(out / f"sample_{name}.png", arr)
     if features:

@@ -501,9 +501,9 @@ class Deblurrer:
 
     def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
                  cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
-                 features: bool = True) -> DeblurResult:
+                 features: bool = True, strength: float = 1.0) -> DeblurResult:
         """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
-        steps = self.steps(image, rgb=rgb, features=features)
+        steps = self.steps(image, rgb=rgb, features=features, strength=strength)
         for item in steps:
             if isinstance(item, DeblurResult):
                 return item
@@ -514,9 +514,15 @@ class Deblurrer:
                 raise Cancelled("deblurring cancelled")
         raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
 
-    def steps(self, image, rgb: Optional[bool] = None,
-              features: bool = True) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
-        """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned)."""
+    def steps(self, image, rgb: Optional[bool] = None, features: bool = True,
+              strength: float = 1.0) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
+        """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned).
+
+        ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
+        it for soft footage the network over-sharpens. The feature maps do not depend on it.
+        """
+        if not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength}")
         t0 = time.perf_counter()
         if not hasattr(image, "shape") or not hasattr(image, "dtype"):
             image = np.asarray(image)
@@ -545,6 +551,8 @@ class Deblurrer:
                     tile = smaller  # this frame restarts with smaller tiles; later frames keep them
                     total = done + self._tile_count(layout, tile) * (layout.frames - k)
             maps = canvas.result(layout.height, layout.width)
+            if strength != 1.0:
+                maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], float(strength))
             self._collect(outputs, index, layout, maps, frame, alpha, lo, hi, image.dtype)
         result = self._finish(outputs, layout, image.dtype, tile, time.perf_counter() - t0)
         yield result
