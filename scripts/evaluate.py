@@ -1,7 +1,7 @@
 """PSNR/SSIM table: blurry input, classical baselines and our models on the held-out synthetic sets and on
 ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
 
-Usage: python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model LB-Net=runs/ablation/LB.pt ...
+Usage: python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
        [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N]
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[s
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--model", action="append", default=[], help="NAME=lite|paper|CKPT")
+    p.add_argument("--model", action="append", default=[],
+                   help="NAME=lite|paper|CKPT[@STRENGTH] (STRENGTH: the Deblur strength, 0-1, default 1)")
     p.add_argument("--data-root", default="data")
     p.add_argument("--gopro", default=str(SHARED))
     p.add_argument("--json", default=None)
@@ -44,7 +45,8 @@ def main() -> int:
         methods |= BASELINES
     for spec in args.model:
         name, _, model = spec.partition("=")
-        methods[name] = model_restorer(model)
+        model, _, strength = model.partition("@")
+        methods[name] = model_restorer(model, strength=float(strength or 1.0))
     results: dict = json.loads(Path(args.merge).read_text()) if args.merge else {}
     for set_name, roots in sets.items():
         pairs = load_pairs(roots)

@@ -85,15 +85,16 @@ BASELINES: dict[str, Restorer] = {
 }
 
 
-def model_restorer(model: str | os.PathLike = "lite", device: str = "auto", precision: str = "auto") -> Restorer:
-    """The user's path through the plugin: 8-bit image in, ``Deblurrer`` output back to float."""
+def model_restorer(model: str | os.PathLike = "lite", device: str = "auto", precision: str = "auto",
+                   strength: float = 1.0) -> Restorer:
+    """The user's path through the plugin: 8-bit image in, ``Deblurrer`` output (at ``strength``) back to float."""
     from .inference import Deblurrer
 
     d = Deblurrer(model=model, device=device, precision=precision)
 
     def restore(image: np.ndarray) -> np.ndarray:
         u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        return d(u8).image.astype(np.float32) / 255
+        return d(u8, strength=strength).image.astype(np.float32) / 255
 
     return restore
 
