@@ -1,7 +1,7 @@
 """Per-image spread behind the mean PSNR gains: median, range and share of pictures improved on each
 evaluation set, and the per-picture change on nearly sharp input (0.5 px Gaussian).
 
-Usage: python scripts/per_image_gains.py [--model lite|CKPT] [--data-root data]
+Usage: python scripts/per_image_gains.py [--model lite|CKPT[@STRENGTH]] [--data-root data]
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def main() -> None:
     p.add_argument("--model", default="lite")
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
-    restore = model_restorer(args.model)
+    model, _, strength = args.model.partition("@")
+    restore = model_restorer(model, strength=float(strength or 1.0))
     for name, roots in evaluation_sets(args.data_root).items():
         pairs = load_pairs(roots)
         gain = np.array([psnr(restore(b), s) - psnr(b, s) for b, s in pairs])
