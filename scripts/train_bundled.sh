@@ -27,19 +27,18 @@ gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
 # input). bf16 autocast where the CPU has it (--precision auto measures; PRECISION=bf16 forces it, as we did).
 [ -d "$DATA/train_aug/sharp2" ] || gldeblur synth -o "$DATA/train_aug/sharp2" --kind sharp --count 300 --size 256 --seed 6 --augment
 [ -d "$DATA/train_aug/mild" ] || gldeblur synth -o "$DATA/train_aug/mild" --kind mild --count 600 --size 256 --seed 7 --augment
-gldeblur train --model "${OUT%.pt}_joint2.pt" --phase joint --data "$DATA/train_aug/dynamic" \
-  --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
-  --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
-  --joint-data "$DATA/train_aug/sharp" --joint-data "$DATA/train_aug/sharp2" --joint-data "$DATA/train_aug/mild" \
-  --steps "${JOINT3_STEPS:-32000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR3:-3e-4}" --loss psnr \
-  --precision "${PRECISION:-auto}" --val-every 8000 --checkpoint-every 200 -o "${OUT%.pt}_joint3.pt"
+# Phase joint on every set above, per-image PSNR loss: stages 3 and 4. Usage: late_joint FROM TO STEPS LR VAL_EVERY
+late_joint() {
+  gldeblur train --model "$1" --phase joint --data "$DATA/train_aug/dynamic" \
+    --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
+    --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
+    --joint-data "$DATA/train_aug/sharp" --joint-data "$DATA/train_aug/sharp2" --joint-data "$DATA/train_aug/mild" \
+    --steps "$3" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "$4" --loss psnr \
+    --precision "${PRECISION:-auto}" --val-every "$5" --checkpoint-every 200 -o "$2"
+}
+late_joint "${OUT%.pt}_joint2.pt" "${OUT%.pt}_joint3.pt" "${JOINT3_STEPS:-32000}" "${LR3:-3e-4}" 8000
 # Stage 4: a fourth phase joint from stage 3 with stage 3's data and loss, a fresh cosine cycle at a lower
 # learning rate. (Adding 900 identity pairs of soft content, `gldeblur synth --kind soft`, was tried first: after
-# 9000 steps it had lost almost all of stage 3's gain on blurred input, so it was dropped; see docs/MODEL_CARD.md.)
-gldeblur train --model "${OUT%.pt}_joint3.pt" --phase joint --data "$DATA/train_aug/dynamic" \
-  --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
-  --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
-  --joint-data "$DATA/train_aug/sharp" --joint-data "$DATA/train_aug/sharp2" --joint-data "$DATA/train_aug/mild" \
-  --steps "${JOINT4_STEPS:-40000}" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "${LR4:-1e-4}" --loss psnr \
-  --precision "${PRECISION:-auto}" --val-every 10000 --checkpoint-every 200 -o "${OUT%.pt}_joint4.pt"
+# 8400 steps it had lost almost all of stage 3's gain on blurred input, so it was dropped; see docs/MODEL_CARD.md.)
+late_joint "${OUT%.pt}_joint3.pt" "${OUT%.pt}_joint4.pt" "${JOINT4_STEPS:-40000}" "${LR4:-1e-4}" 10000
 # Then: python scripts/bundle_weights.py "${OUT%.pt}_joint4.pt" --stage-of ... (see docs/MODEL_CARD.md)
