@@ -312,6 +312,7 @@ def test_strength_slider_reaches_the_engine(viewer_widget, qtbot, notes):
     run(qtbot, widget, src)
     assert not notes["error"]
     np.testing.assert_array_equal(viewer.layers["img deblurred"].data, data)  # strength 0: the input back
+    assert "strength 0.00" in widget.status.value  # a weakened result says so
 
 
 def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, notes):

@@ -187,14 +187,15 @@ def make_deblurrer(model: str, device: str, tile: Optional[int]):
     return _cached_deblurrer(model, model_stamp(model), device, tile)
 
 
-def summarize(result: Any, shape: tuple[int, ...], rgb: bool) -> str:
-    """Status line after a run: frames, time, device, precision and tiling, as the engine reports them."""
+def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: float = 1.0) -> str:
+    """Status line after a run: frames, time, device, precision, tiling and (if not 1) strength."""
     frames = int(np.prod(shape[: len(shape) - (3 if rgb else 2)]))
     what = f"{frames} frames" if frames > 1 else "1 image"
     tile = getattr(result, "tile", None)
     tiles = f", tiles {tile[0]}x{tile[1]}" if tile else ""
+    weaker = f", strength {strength:.2f}" if strength != 1.0 else ""
     return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s on {getattr(result, 'device', '?')} "
-            f"({getattr(result, 'precision', 'fp32')}{tiles})")
+            f"({getattr(result, 'precision', 'fp32')}{tiles}{weaker})")
 
 
 def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
@@ -215,7 +216,8 @@ def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) ->
             maps = {"local": result.local_features, "global": result.global_features, "attention": result.attention}
             arrays |= {role: np.asarray(m, dtype=np.float32) for role, m in maps.items() if m is not None}
         limits = {role: robust_limits(a) for role, a in arrays.items() if role != "image"}
-        return Outcome(arrays, limits=limits, summary=summarize(result, tuple(job.data.shape), job.rgb))
+        return Outcome(arrays, limits=limits, summary=summarize(result, tuple(job.data.shape), job.rgb,
+                                                                  job.strength))
     except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
         log.debug("deblurring failed", exc_info=exc)
         return Outcome(error=describe_error(exc))
