@@ -28,6 +28,12 @@ def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[s
             "GoPro frames (real)": [gopro]}
 
 
+def restorer_for(model_spec: str):
+    """``MODEL[@STRENGTH]`` (lite, paper or a checkpoint, at a Deblur strength, default 1) as a restorer."""
+    model, _, strength = model_spec.partition("@")
+    return model_restorer(model, strength=float(strength or 1.0))
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model", action="append", default=[],
@@ -45,8 +51,7 @@ def main() -> int:
         methods |= BASELINES
     for spec in args.model:
         name, _, model = spec.partition("=")
-        model, _, strength = model.partition("@")
-        methods[name] = model_restorer(model, strength=float(strength or 1.0))
+        methods[name] = restorer_for(model)
     results: dict = json.loads(Path(args.merge).read_text()) if args.merge else {}
     for set_name, roots in sets.items():
         pairs = load_pairs(roots)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from evaluate import evaluation_sets  # scripts/evaluate.py: the same four sets
+from evaluate import evaluation_sets, restorer_for  # scripts/evaluate.py: the same four sets and model specs
 
 from napari_gldeblur.datasets import load_pairs
-from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
+from napari_gldeblur.evaluation import nearly_sharp, psnr
 
 
 def main() -> None:
@@ -19,8 +19,7 @@ def main() -> None:
     p.add_argument("--model", default="lite")
     p.add_argument("--data-root", default="data")
     args = p.parse_args()
-    model, _, strength = args.model.partition("@")
-    restore = model_restorer(model, strength=float(strength or 1.0))
+    restore = restorer_for(args.model)
     for name, roots in evaluation_sets(args.data_root).items():
         pairs = load_pairs(roots)
         gain = np.array([psnr(restore(b), s) - psnr(b, s) for b, s in pairs])
