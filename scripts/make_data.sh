@@ -19,3 +19,10 @@ gldeblur synth -o "$OUT/train_aug/sharp" --kind sharp --count 300 --size 256 --s
 gldeblur synth -o "$OUT/heldout/global" --kind global --count 60 --size 256 --seed 103 --kernel-seed 1 --held-out --procedural 0.2
 gldeblur synth -o "$OUT/heldout/global_unseen_kernels" --kind global --count 60 --size 256 --seed 101 --held-out --procedural 0.2
 gldeblur synth -o "$OUT/heldout/dynamic" --kind dynamic --count 60 --size 256 --seed 102 --held-out --procedural 0.2
+# tuning set for the automatic Deblur strength (scripts/tune_auto_strength.py): a real photograph that is in
+# neither the training nor the held-out sets (scikit-image's stereo_motorcycle, both views) + procedural content
+mkdir -p "$OUT/tuning_src"
+python -c "import sys, skimage.data, skimage.io; l, r, _ = skimage.data.stereo_motorcycle(); skimage.io.imsave(sys.argv[1] + '/motorcycle_left.png', l); skimage.io.imsave(sys.argv[1] + '/motorcycle_right.png', r)" "$OUT/tuning_src"
+gldeblur synth "$OUT/tuning_src" -o "$OUT/tuning/global" --kind global --count 80 --size 256 --seed 201 --kernel-seed 1 --augment --procedural 0.2 &
+gldeblur synth "$OUT/tuning_src" -o "$OUT/tuning/dynamic" --kind dynamic --count 80 --size 256 --seed 202 --augment --procedural 0.2
+wait
