@@ -27,7 +27,7 @@ gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
 # input). bf16 autocast where the CPU has it (--precision auto measures; PRECISION=bf16 forces it, as we did).
 [ -d "$DATA/train_aug/sharp2" ] || gldeblur synth -o "$DATA/train_aug/sharp2" --kind sharp --count 300 --size 256 --seed 6 --augment
 [ -d "$DATA/train_aug/mild" ] || gldeblur synth -o "$DATA/train_aug/mild" --kind mild --count 600 --size 256 --seed 7 --augment
-# Phase joint on every set above, per-image PSNR loss: stages 3 and 4. Usage: late_joint FROM TO STEPS LR VAL_EVERY
+# Phase joint on every set above, per-image PSNR loss: stages 3 to 5. Usage: late_joint FROM TO STEPS LR VAL_EVERY
 late_joint() {
   gldeblur train --model "$1" --phase joint --data "$DATA/train_aug/dynamic" \
     --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
@@ -41,4 +41,6 @@ late_joint "${OUT%.pt}_joint2.pt" "${OUT%.pt}_joint3.pt" "${JOINT3_STEPS:-32000}
 # learning rate. (Adding 900 identity pairs of soft content, `gldeblur synth --kind soft`, was tried first: after
 # 8400 steps it had lost almost all of stage 3's gain on blurred input, so it was dropped; see docs/MODEL_CARD.md.)
 late_joint "${OUT%.pt}_joint3.pt" "${OUT%.pt}_joint4.pt" "${JOINT4_STEPS:-40000}" "${LR4:-1e-4}" 10000
-# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint4.pt" --stage-of ... (see docs/MODEL_CARD.md)
+# Stage 5: a fifth phase joint from stage 4, the same recipe, a longer cosine cycle (60000 steps at 1e-4).
+late_joint "${OUT%.pt}_joint4.pt" "${OUT%.pt}_joint5.pt" "${JOINT5_STEPS:-60000}" "${LR5:-1e-4}" 10000
+# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint5.pt" --stage-of ... (see docs/MODEL_CARD.md)
