@@ -769,7 +769,7 @@ class TrainWidget(Container):
         try:
             point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
             centre_world = list(self.viewer.dims.point)
-            centre_world[-2:] = list(self.viewer.camera.center)[-2:]
+            centre_world[-2:] = list(self.viewer.scene.camera.center)[-2:]
             centre = tuple(np.asarray(layer.world_to_data(centre_world), dtype=float)[-2:])
         except Exception:  # layers with fewer dims than the viewer, odd transforms: use the first frame's centre
             point, centre = np.zeros(len(stack) + 2), (h / 2, w / 2)
