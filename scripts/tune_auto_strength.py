@@ -25,7 +25,7 @@ from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp
 from napari_gldeblur.inference import Deblurrer
 
-Rule = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input, change) -> change kept
+Rule = Callable[[np.ndarray], np.ndarray]  # change -> change kept
 
 
 def gain_db(x: np.ndarray, kept: np.ndarray, ref: np.ndarray) -> float:
@@ -73,16 +73,13 @@ def main() -> None:
     print(f"{len(pairs)} tuning pairs, {d!r}")
 
     def apply(rule: Rule) -> np.ndarray:
-        return np.array([gain_db(x, rule(x, c), ref) for x, c, ref in rows])
+        return np.array([gain_db(x, rule(c), ref) for x, c, ref in rows])
 
-    results = {}
-    for s in (1.0, 0.75, 0.5):
-        results[f"fixed strength {s}"] = summary(apply(lambda x, c: s * c), blurry)
+    at = {s: apply(lambda c: s * c) for s in (1.0, 0.75, 0.5)}  # gains at fixed strengths, reused by the gates
+    results = {f"fixed strength {s}": summary(g, blurry) for s, g in at.items()}
     for t in (1, 2, 4):
-        results[f"shrink {t} grey levels"] = summary(apply(lambda x, c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
+        results[f"shrink {t} grey levels"] = summary(apply(lambda c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
                                                      blurry)
-    full = [gain_db(x, c, ref) for x, c, ref in rows]
-    at_half = [gain_db(x, 0.5 * c, ref) for x, c, ref in rows]
     per_image = [measures(x, c) for x, c, _ in rows]
     for name in per_image[0]:
         values = np.array([m[name] for m in per_image])
@@ -90,7 +87,7 @@ def main() -> None:
         grid = np.unique(np.percentile(values, np.linspace(0, 100, 41)))
         for i, low in enumerate(grid):
             for high in grid[i + 1:]:
-                g = np.where(values >= high, full, np.where(values > low, at_half, 0.0))
+                g = np.where(values >= high, at[1.0], np.where(values > low, at[0.5], 0.0))
                 s = summary(g, blurry)
                 if s["nearly_sharp_mean_db"] >= -args.budget and (best is None or s["blurry_mean_db"] > best[0]["blurry_mean_db"]):
                     best = (s, float(low), float(high))
