@@ -28,6 +28,12 @@ def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[s
             "GoPro frames (real)": [gopro]}
 
 
+def tuning_sets(data_root: str = "data") -> dict[str, list[str]]:
+    """The tuning sets (scripts/make_data.sh): neither training nor evaluation data, for choosing settings."""
+    kinds = ("global", "dynamic", "softblur_mild", "softblur_dynamic")
+    return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in kinds}
+
+
 def restorer_for(model_spec: str):
     """``MODEL[@STRENGTH]`` (lite, paper or a checkpoint, at a Deblur strength, default 1) as a restorer."""
     model, _, strength = model_spec.partition("@")

@@ -26,3 +26,9 @@ python -c "import sys, skimage.data, skimage.io; l, r, _ = skimage.data.stereo_m
 gldeblur synth "$OUT/tuning_src" -o "$OUT/tuning/global" --kind global --count 80 --size 256 --seed 201 --kernel-seed 1 --augment --procedural 0.2 &
 gldeblur synth "$OUT/tuning_src" -o "$OUT/tuning/dynamic" --kind dynamic --count 80 --size 256 --seed 202 --augment --procedural 0.2
 wait
+# soft content for the tuning set (what stage 6 of training adds): the same sources made soft (--kind soft),
+# then blurred slightly or by a dynamic scene; soft footage is where the network over-sharpens
+gldeblur synth "$OUT/tuning_src" -o "$OUT/tuning_soft_src" --kind soft --count 80 --size 256 --seed 203 --augment --procedural 0.2
+gldeblur synth "$OUT/tuning_soft_src/sharp" -o "$OUT/tuning/softblur_mild" --kind mild --count 80 --size 256 --seed 204 --procedural 0 &
+gldeblur synth "$OUT/tuning_soft_src/sharp" -o "$OUT/tuning/softblur_dynamic" --kind dynamic --count 80 --size 256 --seed 205 --procedural 0
+wait

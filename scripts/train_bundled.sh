@@ -27,13 +27,16 @@ gldeblur train --model "$OUT" --phase joint --data "$DATA/train_aug/dynamic" \
 # input). bf16 autocast where the CPU has it (--precision auto measures; PRECISION=bf16 forces it, as we did).
 [ -d "$DATA/train_aug/sharp2" ] || gldeblur synth -o "$DATA/train_aug/sharp2" --kind sharp --count 300 --size 256 --seed 6 --augment
 [ -d "$DATA/train_aug/mild" ] || gldeblur synth -o "$DATA/train_aug/mild" --kind mild --count 600 --size 256 --seed 7 --augment
-# Phase joint on every set above, per-image PSNR loss: stages 3 to 5. Usage: late_joint FROM TO STEPS LR VAL_EVERY
+# Phase joint on every set above, per-image PSNR loss: stages 3 to 6.
+# Usage: late_joint FROM TO STEPS LR VAL_EVERY [MORE_PAIR_DIRS...]
 late_joint() {
+  local more=()
+  for d in "${@:6}"; do more+=(--joint-data "$d"); done
   gldeblur train --model "$1" --phase joint --data "$DATA/train_aug/dynamic" \
     --joint-data "$DATA/train/dynamic" --joint-data "$DATA/train/global" \
     --joint-data "$DATA/train_aug/dynamic" --joint-data "$DATA/train_aug/global" \
     --joint-data "$DATA/train_aug/sharp" --joint-data "$DATA/train_aug/sharp2" --joint-data "$DATA/train_aug/mild" \
-    --steps "$3" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "$4" --loss psnr \
+    "${more[@]}" --steps "$3" --batch "${BATCH:-8}" --patch "${PATCH:-96}" --lr "$4" --loss psnr \
     --precision "${PRECISION:-auto}" --val-every "$5" --checkpoint-every 200 -o "$2"
 }
 late_joint "${OUT%.pt}_joint2.pt" "${OUT%.pt}_joint3.pt" "${JOINT3_STEPS:-32000}" "${LR3:-3e-4}" 8000
@@ -43,4 +46,15 @@ late_joint "${OUT%.pt}_joint2.pt" "${OUT%.pt}_joint3.pt" "${JOINT3_STEPS:-32000}
 late_joint "${OUT%.pt}_joint3.pt" "${OUT%.pt}_joint4.pt" "${JOINT4_STEPS:-40000}" "${LR4:-1e-4}" 10000
 # Stage 5: a fifth phase joint from stage 4, the same recipe, a longer cosine cycle (60000 steps at 1e-4).
 late_joint "${OUT%.pt}_joint4.pt" "${OUT%.pt}_joint5.pt" "${JOINT5_STEPS:-60000}" "${LR5:-1e-4}" 10000
-# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint5.pt" --stage-of ... (see docs/MODEL_CARD.md)
+# Stage 6: 1200 blurred pairs whose target is itself soft: pictures resampled 0.4-0.8x down and back up, with
+# noise and JPEG (--kind soft), then blurred by the training kernel bank (--kind global) or slightly (--kind
+# mild). Stage 5 over-sharpened soft content (-7 dB on slightly blurred soft pictures of the tuning set, -8.5
+# dB on nearly sharp GoPro frames). Unlike the dropped identity pairs, the input is always softer than the target.
+[ -d "$DATA/train_aug/soft" ] || gldeblur synth -o "$DATA/train_aug/soft" --kind soft --count 900 --size 256 --seed 8 --augment
+[ -d "$DATA/train_aug/softblur_global" ] || gldeblur synth "$DATA/train_aug/soft/sharp" -o "$DATA/train_aug/softblur_global" \
+  --kind global --count 600 --size 256 --seed 8 --kernel-seed 1 --procedural 0
+[ -d "$DATA/train_aug/softblur_mild" ] || gldeblur synth "$DATA/train_aug/soft/sharp" -o "$DATA/train_aug/softblur_mild" \
+  --kind mild --count 600 --size 256 --seed 9 --procedural 0
+late_joint "${OUT%.pt}_joint5.pt" "${OUT%.pt}_joint6.pt" "${JOINT6_STEPS:-30000}" "${LR6:-1e-4}" 10000 \
+  "$DATA/train_aug/softblur_global" "$DATA/train_aug/softblur_mild"
+# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint6.pt" --stage-of ... (see docs/MODEL_CARD.md)

@@ -1,6 +1,7 @@
 """Can a rule applied to the network's change (output - input) stop it harming nearly sharp pictures while
 keeping its gain on blurry ones? Tuned on the tuning set (scripts/make_data.sh: a real photograph that is in
-neither the training nor the held-out sets, plus procedural content), never on the evaluation sets.
+neither the training nor the held-out sets, plus procedural content, each also made soft and then blurred),
+never on the evaluation sets.
 
 The network runs once per input (the blurry one, and a nearly sharp copy of the target: 0.5 px Gaussian);
 every rule then reuses that change, clipped and quantised to 8 bits like the plugin's output. Rules:
@@ -8,7 +9,7 @@ every rule then reuses that change, clipped and quantised to 8 bits like the plu
 - shrink t: shrink every change towards 0 by t grey levels (drops small, noise-like changes);
 - gate on a per-image measure of the change: strength 0 below ``low``, 0.5 between, 1 from ``high``, with
   (low, high) the grid pair that keeps most gain on blurry input while nearly sharp input loses at most
-  ``--budget`` dB on average.
+  ``--budget`` dB on average and at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB.
 
 Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--json out.json]
 """
@@ -19,6 +20,7 @@ import json
 from typing import Callable
 
 import numpy as np
+from evaluate import tuning_sets  # scripts/evaluate.py
 from scipy.ndimage import gaussian_filter
 
 from napari_gldeblur.datasets import load_pairs
@@ -55,11 +57,13 @@ def summary(gains: np.ndarray, blurry: np.ndarray) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="lite")
-    p.add_argument("--data", action="append", default=[], help="pairs (default: data/tuning/global and dynamic)")
+    p.add_argument("--data", action="append", default=[], help="pairs (default: the four sets in data/tuning)")
     p.add_argument("--budget", type=float, default=0.0, help="allowed mean loss (dB) on nearly sharp input")
+    p.add_argument("--min-within", type=float, default=0.0,
+                   help="least share of nearly sharp pictures that must stay within 0.5 dB (0-1)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    pairs = load_pairs(args.data or ["data/tuning/global", "data/tuning/dynamic"])
+    pairs = load_pairs(args.data or [r for roots in tuning_sets().values() for r in roots])
     d = Deblurrer(args.model)
     rows = []  # (input, change, target)
     blurry = []
@@ -89,16 +93,24 @@ def main() -> None:
             for high in grid[i + 1:]:
                 g = np.where(values >= high, at[1.0], np.where(values > low, at[0.5], 0.0))
                 s = summary(g, blurry)
-                if s["nearly_sharp_mean_db"] >= -args.budget and (best is None or s["blurry_mean_db"] > best[0]["blurry_mean_db"]):
+                ok = s["nearly_sharp_mean_db"] >= -args.budget and s["nearly_sharp_within_0.5db"] >= args.min_within
+                if ok and (best is None or s["blurry_mean_db"] > best[0]["blurry_mean_db"]):
                     best = (s, float(low), float(high))
+        if best is None:
+            results[f"gate on {name}: no thresholds meet the constraints"] = None
+            continue
         results[f"gate on {name} (0 below {best[1]:.3g}, 0.5 between, 1 from {best[2]:.3g})"] = best[0]
     for name, s in results.items():
+        if s is None:
+            print(name)
+            continue
         print(f"{name}: blurry {s['blurry_mean_db']:+.2f} dB ({s['blurry_improved']:.0%} improve); nearly sharp mean "
               f"{s['nearly_sharp_mean_db']:+.2f}, median {s['nearly_sharp_median_db']:+.2f}, "
               f"{s['nearly_sharp_within_0.5db']:.0%} within 0.5 dB or better")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget, "rules": results}, f,
+            json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
+                       "min_within_0.5db": args.min_within, "rules": results}, f,
                       indent=2)
 
 

@@ -80,26 +80,42 @@ def test_damaged_bundled_weights_are_detected(tmp_path, monkeypatch):
 def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample():
     """Regression: the first 12 pairs of the held-out global-blur set (`scripts/make_data.sh`, made here in
     memory: held-out pictures, the training kernel bank, seed 103). Measured gain of the bundled model when
-    it was committed (fp32): +2.17 dB (per pair -1.7 to +12.5 dB); the test asks for +1.8 dB."""
+    it was committed (fp32): +1.49 dB (per pair -1.1 to +7.6 dB); the test asks for +1.3 dB. (Stage 5 measured
+    +2.17 here against +1.8 asked; stage 6 gave 0.4-0.7 dB of it back for much less harm to soft pictures,
+    see docs/MODEL_CARD.md, and the two tests below were tightened.)"""
     from napari_gldeblur.evaluation import model_restorer, psnr
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     pairs = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
     restore = model_restorer("lite", device="cpu", precision="fp32")
     gains = [psnr(restore(b), s) - psnr(b, s) for b, s in pairs]
-    assert np.mean(gains) >= 1.8, np.round(gains, 2)
+    assert np.mean(gains) >= 1.3, np.round(gains, 2)
 
 
 def test_bundled_model_leaves_nearly_sharp_pictures_alone():
-    """Do no harm, on average: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back within
-    0.5 dB of the input's PSNR, and sharp ones come back at >= 45 dB. Measured when committed (fp32): mean
-    change -0.11 dB, but per picture -6.8 to +13.0 dB (median -1.63: most lose, see docs/MODEL_CARD.md);
-    sharp in, 48.3 dB out (lowest 35.0)."""
+    """Do no harm, on average: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back no worse
+    than the input, and sharp ones come back at >= 48 dB. Measured when committed (fp32): mean change
+    +0.63 dB, but per picture -6.0 to +13.6 dB (median -0.80: most lose, see docs/MODEL_CARD.md); sharp in,
+    50.3 dB out (lowest 35.7). Stage 5 measured -0.11 dB and 48.3 dB (asked: -0.5 dB and 45 dB)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
     restore = model_restorer("lite", device="cpu", precision="fp32")
     change = [psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for s in sharps)]
-    assert np.mean(change) >= -0.5, np.round(change, 2)
-    assert np.mean([psnr(restore(s), s) for s in sharps]) >= 45.0
+    assert np.mean(change) >= 0.0, np.round(change, 2)
+    assert np.mean([psnr(restore(s), s) for s in sharps]) >= 48.0
+
+
+def test_bundled_model_harms_soft_pictures_less_than_stage_5():
+    """Soft content (held-out pictures resampled down and up, with noise and JPEG: `--kind soft`, seed 105),
+    blurred by a 0.5 px Gaussian. The bundled model still sharpens it past the reference (a known failure of
+    "do no harm", see docs/MODEL_CARD.md); this guards the improvement stage 6 was trained for. Measured when
+    committed (fp32): mean change -5.33 dB (per picture -12.3 to +0.5); stage 5: -8.79 dB. Asked: >= -7 dB."""
+    from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
+
+    src = synthesis.skimage_images(synthesis.HELD_OUT)
+    softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
+    restore = model_restorer("lite", device="cpu", precision="fp32")
+    change = [psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for s in softs)]
+    assert np.mean(change) >= -7.0, np.round(change, 2)
