@@ -29,9 +29,8 @@ def main() -> None:
         gain = np.array([psnr(restore(b), s) - psnr(b, s) for b, s in pairs])
         near = np.array([psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for _, s in pairs)])
         print(f"{name}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
-              f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: mean {near.mean():+.2f}, median "
-              f"{np.median(near):+.2f},"
-              f" {np.mean(near >= -0.5):.0%} within 0.5 dB")
+              f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: mean {near.mean():+.2f},"
+              f" median {np.median(near):+.2f}, {np.mean(near >= -0.5):.0%} within 0.5 dB")
 
 
 if __name__ == "__main__":

@@ -92,17 +92,24 @@ def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample():
     assert np.mean(gains) >= 1.3, np.round(gains, 2)
 
 
+def nearly_sharp_change(restore, pictures) -> list[float]:
+    """Per picture, the PSNR change (dB) the model makes to a nearly sharp copy (0.5 px Gaussian)."""
+    from napari_gldeblur.evaluation import nearly_sharp, psnr
+
+    return [psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for s in pictures)]
+
+
 def test_bundled_model_leaves_nearly_sharp_pictures_alone():
     """Do no harm, on average: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back no worse
     than the input, and sharp ones come back at >= 48 dB. Measured when committed (fp32): mean change
     +0.63 dB, but per picture -6.0 to +13.6 dB (median -0.80: most lose, see docs/MODEL_CARD.md); sharp in,
     50.3 dB out (lowest 35.7). Stage 5 measured -0.11 dB and 48.3 dB (asked: -0.5 dB and 45 dB)."""
-    from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
+    from napari_gldeblur.evaluation import model_restorer, psnr
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
     restore = model_restorer("lite", device="cpu", precision="fp32")
-    change = [psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for s in sharps)]
+    change = nearly_sharp_change(restore, sharps)
     assert np.mean(change) >= 0.0, np.round(change, 2)
     assert np.mean([psnr(restore(s), s) for s in sharps]) >= 48.0
 
@@ -112,10 +119,9 @@ def test_bundled_model_harms_soft_pictures_less_than_stage_5():
     blurred by a 0.5 px Gaussian. The bundled model still sharpens it past the reference (a known failure of
     "do no harm", see docs/MODEL_CARD.md); this guards the improvement stage 6 was trained for. Measured when
     committed (fp32): mean change -5.33 dB (per picture -12.3 to +0.5); stage 5: -8.79 dB. Asked: >= -7 dB."""
-    from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr
+    from napari_gldeblur.evaluation import model_restorer
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
-    restore = model_restorer("lite", device="cpu", precision="fp32")
-    change = [psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for s in softs)]
+    change = nearly_sharp_change(model_restorer("lite", device="cpu", precision="fp32"), softs)
     assert np.mean(change) >= -7.0, np.round(change, 2)
