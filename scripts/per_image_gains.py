@@ -13,7 +13,7 @@ from evaluate import (evaluation_sets, restorer_for,  # scripts/evaluate.py: the
                       tuning_sets)
 
 from napari_gldeblur.datasets import load_pairs
-from napari_gldeblur.evaluation import nearly_sharp, psnr
+from napari_gldeblur.evaluation import nearly_sharp, psnr_gains
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     sets = tuning_sets(args.data_root) if args.tuning else evaluation_sets(args.data_root)
     for name, roots in sets.items():
         pairs = load_pairs(roots)
-        gain = np.array([psnr(restore(b), s) - psnr(b, s) for b, s in pairs])
-        near = np.array([psnr(restore(n), s) - psnr(n, s) for n, s in ((nearly_sharp(s), s) for _, s in pairs)])
+        gain = np.array(psnr_gains(restore, pairs))
+        near = np.array(psnr_gains(restore, [(nearly_sharp(s), s) for _, s in pairs]))
         print(f"{name}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
               f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: mean {near.mean():+.2f},"
               f" median {np.median(near):+.2f}, {np.mean(near >= -0.5):.0%} within 0.5 dB")

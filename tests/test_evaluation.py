@@ -31,3 +31,11 @@ def test_evaluate_reports_input_and_output(pair):
     res = ev.evaluate(lambda x: x, [pair])
     assert res["n"] == 1 and res["input_psnr"] == res["output_psnr"]
     assert set(ev.evaluate(None, [pair])) == {"n", "input_psnr", "input_ssim"}
+
+
+def test_psnr_gains_are_per_pair_and_signed(pair):
+    blur, sharp = pair
+    assert ev.psnr_gains(lambda x: x, [pair, pair]) == [0.0, 0.0]
+    (better,) = ev.psnr_gains(lambda x: ev.richardson_lucy(x, 1.5, 20), [pair])  # the true PSF helps (test above)
+    (worse,) = ev.psnr_gains(lambda x: np.clip(x + 0.1, 0, 1), [pair])
+    assert better > 1 and worse < 0

@@ -115,5 +115,11 @@ def evaluate(restore: Restorer | None, pairs: Sequence[Pair]) -> dict:
     return res
 
 
+def psnr_gains(restore: Restorer, pairs: Sequence[Pair]) -> list[float]:
+    """Per pair, the PSNR gain (dB) of ``restore(input)`` over the input; on ``(nearly_sharp(s), s)`` pairs, the
+    "do no harm" change."""
+    return [psnr(restore(x), ref) - psnr(x, ref) for x, ref in pairs]
+
+
 def evaluate_model(model: str | os.PathLike, roots: Sequence[str | os.PathLike], device: str = "auto") -> dict:
     return evaluate(model_restorer(model, device), load_pairs(roots))
