@@ -53,11 +53,13 @@ def median_time(fn, runs: int, warmup: bool = True) -> tuple[float, list[float]]
     return statistics.median(times), times
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 4096, runs: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 4096, runs: int = 5, device: str = "cpu") -> float:
     """GFLOP/s of torch.mm on n x n matrices (best of ``runs``): the machine's practical compute peak."""
-    a, b = torch.rand(n, n).to(dtype), torch.rand(n, n).to(dtype)
+    a, b = torch.rand(n, n, device=device).to(dtype), torch.rand(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(runs))
+    sync()
+    best = min(_timed(lambda: (torch.mm(a, b), sync())) for _ in range(runs))
     return 2 * n**3 / best / 1e9
 
 
@@ -164,8 +166,14 @@ def peak_rss_child(model: str, h: int, w: int, device: str) -> None:
     r = d(img, features=True)
     seconds = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"model": model, "size": f"{h}x{w}", "seconds": seconds, "peak_rss_bytes": rss,
-                      "tile": r.tile, "precision": d.precision, "device": str(d.device)}))
+    res = {"model": model, "size": f"{h}x{w}", "seconds": seconds, "peak_rss_bytes": rss,
+           "tile": r.tile, "precision": d.precision, "device": str(d.device)}
+    if d.device.type == "cuda":  # the first call includes cuDNN's set-up: time a second one too
+        t = time.perf_counter()
+        d(img, features=True)
+        res |= {"second_call_seconds": time.perf_counter() - t,
+                "peak_gpu_bytes": torch.cuda.max_memory_allocated(d.device)}
+    print(json.dumps(res))
 
 
 def peak_rss(model: str, size: tuple[int, int], device: str) -> dict:
@@ -238,6 +246,7 @@ def bench_onnx(size: tuple[int, int], runs: int) -> dict:
 
 # --- report -----------------------------------------------------------------------------------------------
 def run(args) -> dict:
+    from napari_gldeblur.inference import pick_device
     from napari_gldeblur.network import CONFIGS, build, count_parameters
 
     device = args.device
@@ -248,9 +257,10 @@ def run(args) -> dict:
     res["models"] = {name: {"parameters": count_parameters(build(name)), "gflops_720p": flops(build(name), *HD) / 1e9}
                      for name in CONFIGS}
     with paused(args.pause_pid_file):
-        res["matmul_peak_gflops"] = {"fp32": matmul_peak(torch.float32)}
-        if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
-            res["matmul_peak_gflops"]["bf16"] = matmul_peak(torch.bfloat16)
+        on = "cuda" if str(pick_device(device)).startswith("cuda") else "cpu"
+        res["matmul_peak_gflops"] = {"fp32": matmul_peak(torch.float32, device=on)}
+        if on == "cuda" or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+            res["matmul_peak_gflops"]["bf16"] = matmul_peak(torch.bfloat16, device=on)
         res["lite_720p"] = bench_model("lite", device, HD, args.runs)
         from napari_gldeblur.inference import Deblurrer
 
@@ -261,7 +271,7 @@ def run(args) -> dict:
         res["accuracy"] = accuracy(args.model, device, HD)
         if not args.skip_paper:
             # ~50x the lite FLOPs: no warm-up run and no feature runs, or this takes many minutes on a CPU
-            res["paper_720p"] = bench_model("paper", device, HD, args.paper_runs, features=False, warmup=False)
+            res["paper_720p"] = bench_model("paper", device, HD, args.paper_runs, features=False, warmup=on != "cpu")
             res["paper_over_lite"] = res["paper_720p"]["median_s"] / res["lite_720p"]["median_s"]
         if not args.skip_4k:
             res["lite_4k"] = peak_rss("lite", UHD, device)
@@ -303,6 +313,9 @@ def markdown(res: dict) -> str:
         k = res["lite_4k"]
         rows.append(("lite 3840x2160 with features: time / peak RSS (target <= 3 GB)",
                      f"{k['seconds']:.2f} s / **{k['peak_rss_bytes'] / 1e9:.2f} GB** (tile {k['tile']})"))
+        if "peak_gpu_bytes" in k:
+            rows.append(("lite 3840x2160 with features on the GPU: second call / peak GPU memory",
+                         f"{k['second_call_seconds']:.2f} s / {k['peak_gpu_bytes'] / 1e9:.2f} GB"))
     rows += [
         ("matmul peak (torch.mm 4096^2)", ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())),
         ("lite achieved (conv FLOPs / time)", f"{lite['achieved_gflops']:.0f} GFLOP/s = "

@@ -42,6 +42,17 @@ def test_files_and_folders_keep_format_and_bit_depth(tmp_path, inputs, tiny_chec
     assert "deblurred 5 of 5" in stdout
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_device_writes_what_the_cpu_writes(tmp_path, inputs, tiny_checkpoint, capsys):
+    folder, _ = inputs
+    for device in ("cpu", "cuda"):
+        code, _, err = run(capsys, folder / "deep.png", "-o", tmp_path / device, "--model", tiny_checkpoint,
+                           "--device", device, "--precision", "fp32")
+        assert code == 0, err
+    a, b = (read_image_file(tmp_path / d / "deep.png") for d in ("cpu", "cuda"))
+    assert a.dtype == b.dtype == np.uint16 and psnr(a / 65535.0, b / 65535.0) >= 45
+
+
 def test_bad_file_is_one_line_and_the_rest_still_run(tmp_path, inputs, tiny_checkpoint, capsys):
     folder, _ = inputs
     (folder / "broken.png").write_bytes(b"\x89PNG broken")

@@ -374,6 +374,81 @@ def test_other_errors_are_not_retried(monkeypatch):
 
 
 # --- models, devices, precision ---------------------------------------------------------------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def photo(h: int = 200, w: int = 264) -> np.ndarray:
+    """A uint8 crop of scikit-image's astronaut: real texture for comparing devices."""
+    from skimage import data
+
+    return data.astronaut()[100 : 100 + h, 120 : 120 + w]
+
+
+@needs_cuda
+def test_cuda_fp32_matches_cpu_on_image_and_features():
+    img = photo()
+    gpu = Deblurrer("lite", device="cuda", precision="fp32")(img, features=True)
+    cpu = Deblurrer("lite", device="cpu", precision="fp32")(img, features=True)
+    assert (gpu.image.shape, gpu.image.dtype) == (img.shape, img.dtype)
+    assert psnr(gpu.image / 255.0, cpu.image / 255.0) >= 45
+    for name in ("local_features", "global_features", "attention"):
+        a, b = getattr(gpu, name), getattr(cpu, name)
+        assert a.shape == b.shape and psnr(a, b) >= 45, name
+
+
+@needs_cuda
+def test_cuda_auto_precision_is_half_and_close_to_fp32():
+    d = Deblurrer("lite", device="cuda")
+    assert d.precision in ("bf16", "fp16")
+    img = photo()
+    assert psnr(d(img).image / 255.0, Deblurrer("lite", device="cpu", precision="fp32")(img).image / 255.0) >= 40
+
+
+@needs_cuda
+def test_cuda_tiles_follow_free_gpu_memory(monkeypatch):
+    net = tiny_net()
+    img = smooth_image(160, 240)
+    whole = Deblurrer(net, device="cuda", precision="fp32")(img, features=False)
+    assert whole.tile is None  # a small frame fits the real free memory
+    budget_px = 96 * 96
+    free = int(budget_px * inference.bytes_per_pixel(TINY.width) / 0.7)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 8 * free))
+    tiled = Deblurrer(net, device="cuda", precision="fp32")(img, features=False)
+    assert tiled.tile is not None and tiled.tile[0] * tiled.tile[1] <= budget_px
+    assert psnr(tiled.image, whole.image) >= 45
+
+
+@needs_cuda
+def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
+    d = Deblurrer(tiny_net(), device="cuda", precision="fp32")
+    real, freed = d._forward, []
+
+    def picky(x):
+        if x.shape[-2] * x.shape[-1] > 100 * 100:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(x)
+
+    monkeypatch.setattr(d, "_forward", picky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+    r = d(smooth_image(150, 300))
+    assert r.tile is not None and r.tile[0] * r.tile[1] <= 100 * 100 and freed
+
+
+@needs_cuda
+@pytest.mark.parametrize("make", [
+    lambda: as_dtype(np.stack([smooth_image(48, 40, 1)[..., 0]] * 2), np.uint16),  # a 16-bit gray stack
+    lambda: smooth_image(48, 40, 1)[..., 0],  # float32 gray
+    lambda: as_dtype(smooth_image(48, 40, 4), np.uint8),  # RGBA
+], ids=["uint16-stack", "float32-gray", "uint8-rgba"])
+def test_cuda_keeps_layout_and_dtype(make):
+    img = make()
+    gpu = Deblurrer(tiny_net(), device="cuda", precision="fp32")(img)
+    cpu = Deblurrer(tiny_net(), device="cpu", precision="fp32")(img)
+    assert (gpu.image.shape, gpu.image.dtype) == (cpu.image.shape, cpu.image.dtype) == (img.shape, img.dtype)
+    top = float(np.iinfo(img.dtype).max) if img.dtype.kind == "u" else 1.0
+    assert psnr(gpu.image / top, cpu.image / top) >= 45
+
+
 def test_callers_network_is_not_modified():
     net = tiny_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}

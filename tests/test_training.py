@@ -10,7 +10,8 @@ from napari_gldeblur import models, synthesis
 from napari_gldeblur.cli import main
 from napari_gldeblur.network import DBAFNet, NetConfig
 from napari_gldeblur.evaluation import psnr
-from napari_gldeblur.training import TrainConfig, autocast_dtype, phases_for, psnr_distance, train
+from napari_gldeblur.training import (TrainConfig, autocast_dtype, phases_for, psnr_distance, sampler_workers,
+                                     train)
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -83,6 +84,45 @@ def test_training_precision_choice():
     assert autocast_dtype(net, "cpu", "auto") in (None, torch.bfloat16)  # measured on this CPU
     with pytest.raises(ValueError, match="precision"):
         autocast_dtype(net, "cpu", "fp8")
+
+
+def test_sampler_workers_only_by_default_on_cuda():
+    assert sampler_workers(-1, "cpu") == 0
+    assert sampler_workers(3, "cpu") == 3
+    assert 0 <= sampler_workers(-1, "cuda") <= 6
+
+
+def test_training_with_batch_worker_processes(tmp_path, tiny_ckpt, pairs):
+    progress = list(train(cfg(tmp_path, tiny_ckpt, phase="joint", steps=3, workers=2), pairs=pairs))
+    assert [p.step for p in progress] == [1, 2, 3]
+    assert models.read_checkpoint(tmp_path / "out.pt")["train_config"]["workers"] == 2
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_training_lowers_the_loss_and_saves_cpu_loadable_weights(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, device="cuda",
+            precision="auto")
+    progress = list(train(c, pairs=pairs))
+    assert {p.precision for p in progress} == {"bf16"}  # autocast on CUDA
+    assert progress[-1].loss < 0.7 * progress[0].loss, (progress[0].loss, progress[-1].loss)
+    ck = torch.load(tmp_path / "out.pt", weights_only=True, map_location="cpu")
+    assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in ck["model"].values())
+    models.model_from_checkpoint(models.read_checkpoint(tmp_path / "out.pt"), "out.pt")  # loads without CUDA
+
+
+@needs_cuda
+def test_cuda_and_cpu_training_steps_agree(tmp_path, tiny_ckpt, pairs):
+    """The same fp32 steps from the same weights on the same batches: the losses differ only by rounding
+    (CUDA convolutions may use TF32)."""
+    losses = {}
+    for device in ("cpu", "cuda"):
+        c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=5, val_fraction=0.0, device=device, workers=0,
+                out=str(tmp_path / f"{device}.pt"))
+        losses[device] = [float(p.loss) for p in train(c, pairs=pairs)]
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-2)
 
 
 def test_joint_phase_leaves_global_branch_bit_identical(tmp_path, tiny_ckpt, pairs):

@@ -78,6 +78,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="mse: the paper's eqs. 2-4; psnr: minus per-image PSNR, so nearly sharp images count as much as blurred ones")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="processes cutting patch batches ahead of the GPU (default: none on a CPU, up to 6 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if -o exists")
     p.add_argument("-o", "--out", required=True, help="checkpoint to write (and resume from)")
@@ -92,7 +94,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, global_data=args.global_data, joint_data=args.joint_data, phase=args.phase,
                       model=args.model, variant=args.variant, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every, out=args.out,
-                      seed=args.seed, device=args.device, precision=args.precision, loss=args.loss)
+                      seed=args.seed, device=args.device, precision=args.precision, loss=args.loss,
+                      workers=args.workers)
     rank, _ = distributed()
     bar, phase = None, None
     for pr in train(cfg, resume=not args.no_resume):

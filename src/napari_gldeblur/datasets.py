@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class PatchSampler:
 
     def __init__(self, pairs: Sequence[Pair], patch: int, seed: int = 0, augment: bool = True):
         check_pairs(pairs, patch)
-        self.pairs, self.patch, self.augment = list(pairs), patch, augment
+        self.pairs, self.patch, self.augment, self.seed = list(pairs), patch, augment, seed
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +107,35 @@ class PatchSampler:
             blurs.append(b)
             sharps.append(s)
         return to_tensor(blurs), to_tensor(sharps)
+
+
+class _EndlessBatches(torch.utils.data.IterableDataset):
+    """A PatchSampler's batches forever; each DataLoader worker draws from its own random stream."""
+
+    def __init__(self, sampler: PatchSampler, size: int):
+        self.sampler, self.size = sampler, size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            self.sampler.rng = np.random.default_rng([self.sampler.seed, info.id])
+        while True:
+            yield self.sampler.batch(self.size)
+
+
+def batches(sampler: PatchSampler, size: int, workers: int = 0,
+            pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches from ``sampler``: in this process, or cut by ``workers`` processes ahead of use.
+
+    Cutting a batch takes ~30 ms of numpy, longer than a GPU step of the lite net, so workers keep a GPU busy;
+    on a CPU they would only take cores from the training itself.
+    """
+    if workers <= 0:
+        while True:
+            yield sampler.batch(size)
+    loader = torch.utils.data.DataLoader(_EndlessBatches(sampler, size), batch_size=None, num_workers=workers,
+                                         pin_memory=pin_memory, prefetch_factor=4)
+    yield from loader
 
 
 def split(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:

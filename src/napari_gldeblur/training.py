@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import models
-from .datasets import Pair, PatchSampler, load_pairs, split, to_tensor
+from .datasets import Pair, PatchSampler, batches, load_pairs, split, to_tensor
 from .evaluation import psnr, ssim
 from .network import CONFIGS, DBAFNet, NetConfig
 
@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "auto"
     loss: str = "mse"  # mse: eqs. (2)-(4) as in the paper; psnr: minus per-image PSNR (see psnr_distance)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, and on CPUs where it measures faster; fp32; bf16
+    workers: int = -1  # processes cutting patch batches ahead of the GPU; -1: auto (see sampler_workers)
 
 
 @dataclass
@@ -209,6 +210,17 @@ def autocast_dtype(net: DBAFNet, device: str, precision: str = "auto") -> Option
         return torch.bfloat16 if device == "cpu" and cpu_bf16_pays_off(net) else None
 
 
+def sampler_workers(workers: int, device: str) -> int:
+    """Batch-cutting processes: ``workers`` if set, else none on a CPU (they would take its cores) and up to
+    6 on a GPU, whose steps are shorter than the ~30 ms numpy needs to cut a batch."""
+    if workers >= 0:
+        return workers
+    if not device.startswith("cuda"):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(6, cores // max(1, torch.cuda.device_count()) - 2))
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -304,8 +316,9 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         t0, step = time.perf_counter(), first_step
         val_psnr = val_ssim = None
         loss_avg = None
+        stream = batches(sampler, config.batch, sampler_workers(config.workers, device), device.startswith("cuda"))
         while step < config.steps:
-            x, y = sampler.batch(config.batch)
+            x, y = next(stream)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.split(":")[0], dtype=amp or torch.bfloat16, enabled=amp is not None):
                 loss = module(x, y)
@@ -335,7 +348,9 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
                     net.load_state_dict(best[1])
                 if rank == 0:
                     models.write_checkpoint(out, checkpoint(net, config, phases, pi, step, opt, metrics, history))
+                stream.close()  # stops the batch workers
                 return
+        stream.close()
         if rank == 0:
             models.write_checkpoint(out, checkpoint(net, config, phases, pi, config.steps, opt, metrics, history))
     if world > 1:
