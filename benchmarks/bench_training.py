@@ -59,7 +59,8 @@ def steps_per_second(model: str, device: str, batch: int, patch: int, precision:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--case", action="append", help="MODEL:BATCH:PATCH (repeatable; default: %s)" % ", ".join(DEFAULT_CASES))
+    p.add_argument("--case", action="append",
+                   help="MODEL:BATCH:PATCH (repeatable; default: %s)" % ", ".join(DEFAULT_CASES))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--json", help="write the results to this JSON file")
     args = p.parse_args(argv)

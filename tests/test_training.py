@@ -10,8 +10,8 @@ from napari_gldeblur import models, synthesis
 from napari_gldeblur.cli import main
 from napari_gldeblur.network import DBAFNet, NetConfig
 from napari_gldeblur.evaluation import psnr
-from napari_gldeblur.training import (TrainConfig, autocast_dtype, phases_for, psnr_distance, sampler_workers,
-                                     train)
+from napari_gldeblur.training import (TrainConfig, autocast_dtype, distributed, phases_for, psnr_distance,
+                                     sampler_workers, train)
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -96,6 +96,14 @@ def test_training_with_batch_worker_processes(tmp_path, tiny_ckpt, pairs):
     progress = list(train(cfg(tmp_path, tiny_ckpt, phase="joint", steps=3, workers=2), pairs=pairs))
     assert [p.step for p in progress] == [1, 2, 3]
     assert models.read_checkpoint(tmp_path / "out.pt")["train_config"]["workers"] == 2
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="2 processes per machine but it has 1 GPU"):
+        distributed("cuda")
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -206,7 +214,8 @@ def test_torchrun_two_cpu_processes(tmp_path, tiny_ckpt, pair_dir):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
            "--module", "napari_gldeblur.cli", "train", "--data", str(pair_dir), "--model", str(tiny_ckpt),
-           "--phase", "joint", "--steps", "3", "--batch", "2", "--patch", "32", "--val-every", "3", "-o", str(out)]
+           "--phase", "joint", "--steps", "3", "--batch", "2", "--patch", "32", "--val-every", "3", "-o", str(out),
+           "--device", "cpu"]  # gloo on the CPU, also where GPUs are present
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ck = models.read_checkpoint(out)

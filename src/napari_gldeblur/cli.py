@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every, out=args.out,
                       seed=args.seed, device=args.device, precision=args.precision, loss=args.loss,
                       workers=args.workers)
-    rank, _ = distributed()
+    rank, _ = distributed(args.device)
     bar, phase = None, None
     for pr in train(cfg, resume=not args.no_resume):
         if rank != 0:

@@ -221,11 +221,17 @@ def sampler_workers(workers: int, device: str) -> int:
     return max(0, min(6, cores // max(1, torch.cuda.device_count()) - 2))
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when started by torchrun."""
+def distributed(device: str = "auto") -> tuple[int, int]:
+    """(rank, world size); initialises the process group when started by torchrun: NCCL when the processes
+    train on GPUs (one each), gloo when they train on the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        on_gpu = pick_device(device).startswith("cuda")
+        per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", world)), torch.cuda.device_count()
+        if on_gpu and per_node > gpus:
+            raise ValueError(f"torchrun started {per_node} processes per machine but it has {gpus} GPU(s): "
+                             f"use --nproc-per-node {gpus}, or --device cpu")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -273,7 +279,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
 
     ``pairs`` (in-memory (blur, sharp) arrays, e.g. napari layers) replace ``config.data`` for every phase.
     """
-    rank, world = distributed()
+    rank, world = distributed(config.device)
     device = pick_device(config.device)
     if device.startswith("cuda") and world > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
