@@ -167,6 +167,7 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
 
     ckpt = read_checkpoint(saved)
     assert ckpt["train_config"]["loss"] == "psnr"  # the widget's default, as the bundled model's last stage
+    assert ckpt["train_config"]["workers"] == 0  # never forks worker processes from the viewer
     history = [loss for _, _, loss, _ in ckpt["history"]]  # minus PSNR in dB
     assert np.mean(history[-5:]) < np.mean(history[:5])
     assert all(v > 0 for _, v in widget.plot.loss)  # plotted as per-image MSE on the log scale

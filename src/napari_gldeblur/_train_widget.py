@@ -291,7 +291,8 @@ def run_training(job: TrainJob, stop: Callable[[], bool]) -> Generator[Event, No
         every = job.preview.every if job.preview else job.steps + 1
         config = TrainConfig(model=job.model, phase=job.phase, steps=job.steps, batch=job.batch, patch=patch,
                              lr=job.lr, val_fraction=job.val_fraction, val_every=max(1, job.steps // 25),
-                             checkpoint_every=max(1, every), out=str(tmp), device=job.device, loss=job.loss)
+                             checkpoint_every=max(1, every), out=str(tmp), device=job.device, loss=job.loss,
+                             workers=0)  # no processes forked from the viewer; a few layers cut fast in-process
         last: Optional[Progress] = None
         preview_due = False
         for progress in train(config, stop, pairs=pairs, resume=False):
