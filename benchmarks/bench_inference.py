@@ -257,7 +257,7 @@ def run(args) -> dict:
     res["models"] = {name: {"parameters": count_parameters(build(name)), "gflops_720p": flops(build(name), *HD) / 1e9}
                      for name in CONFIGS}
     with paused(args.pause_pid_file):
-        on = "cuda" if str(pick_device(device)).startswith("cuda") else "cpu"
+        on = "cuda" if pick_device(device).type == "cuda" else "cpu"  # where the matmul peak is taken
         res["matmul_peak_gflops"] = {"fp32": matmul_peak(torch.float32, device=on)}
         if on == "cuda" or torch.backends.cpu.get_cpu_capability() != "DEFAULT":
             res["matmul_peak_gflops"]["bf16"] = matmul_peak(torch.bfloat16, device=on)

@@ -22,7 +22,7 @@ def steps_per_second(model: str, device: str, batch: int, patch: int, precision:
                      steps: int = 20, warmup: int = 5) -> dict:
     """Steps per second over ``steps`` timed optimizer steps after ``warmup`` untimed ones."""
     from napari_gldeblur.network import build
-    from napari_gldeblur.training import _Wrapped, autocast_dtype, trainable
+    from napari_gldeblur.training import _Wrapped, autocast_dtype, optimizer_step, trainable
 
     net = build(model).to(device)
     amp = autocast_dtype(net.eval(), device, precision)
@@ -32,19 +32,12 @@ def steps_per_second(model: str, device: str, batch: int, patch: int, precision:
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    def step():
-        with torch.autocast(device.split(":")[0], dtype=amp or torch.bfloat16, enabled=amp is not None):
-            loss = module(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     for _ in range(warmup):
-        step()
+        optimizer_step(module, opt, x, y, device, amp)
     sync()
     t = time.perf_counter()
     for _ in range(steps):
-        step()
+        optimizer_step(module, opt, x, y, device, amp)  # the step `gldeblur train` takes
     sync()
     rate = steps / (time.perf_counter() - t)
     res = {"model": model, "batch": batch, "patch": patch, "device": device,

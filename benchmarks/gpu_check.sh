@@ -31,7 +31,7 @@ echo "benchmark done at $(( $(date +%s) - T0 )) s" >> "$OUT/bench_inference.md"
 synth_jobs() {  # NAME KIND COUNT SEED CHUNKS [SRC] [EXTRA...]
   local name=$1 kind=$2 count=$3 seed=$4 chunks=$5 src=${6:-}; shift 6 2>/dev/null || shift $#
   for i in $(seq 0 $((chunks - 1))); do
-    echo "$DATA/${name}_$i ${src:+$src}${src:+_$i/sharp} --kind $kind --count $((count / chunks / SHRINK)) --size 256 --seed $((seed * 100 + i))${*:+ $*}"  # no trailing blank: xargs would join the next line
+    echo "$DATA/${name}_$i ${src:+${src}_$i/sharp} --kind $kind --count $((count / chunks / SHRINK)) --size 256 --seed $((seed * 100 + i))${*:+ $*}"  # no trailing blank: xargs would join the next line
   done
 }
 run_jobs() { xargs -P "${JOBS:-13}" -L 1 sh -c "nice -n 10 $PY -m napari_gldeblur.cli synth -o \"\$@\" > /dev/null 2>&1 || echo \"failed: \$@\"" _; }

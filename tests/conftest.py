@@ -8,6 +8,15 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "torch_threads: keep torch's thread settings (skip the one-thread fixture)")
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one; `pytest -m cuda` runs only these)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU")
 
 
 @pytest.fixture(autouse=True)

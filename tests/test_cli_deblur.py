@@ -42,7 +42,7 @@ def test_files_and_folders_keep_format_and_bit_depth(tmp_path, inputs, tiny_chec
     assert "deblurred 5 of 5" in stdout
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_device_writes_what_the_cpu_writes(tmp_path, inputs, tiny_checkpoint, capsys):
     folder, _ = inputs
     for device in ("cpu", "cuda"):

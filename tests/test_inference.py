@@ -374,9 +374,6 @@ def test_other_errors_are_not_retried(monkeypatch):
 
 
 # --- models, devices, precision ---------------------------------------------------------------------------
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
 def photo(h: int = 200, w: int = 264) -> np.ndarray:
     """A uint8 crop of scikit-image's astronaut: real texture for comparing devices."""
     from skimage import data
@@ -384,7 +381,7 @@ def photo(h: int = 200, w: int = 264) -> np.ndarray:
     return data.astronaut()[100 : 100 + h, 120 : 120 + w]
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_fp32_matches_cpu_on_image_and_features():
     img = photo()
     gpu = Deblurrer("lite", device="cuda", precision="fp32")(img, features=True)
@@ -396,7 +393,7 @@ def test_cuda_fp32_matches_cpu_on_image_and_features():
         assert a.shape == b.shape and psnr(a, b) >= 45, name
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_auto_precision_is_half_and_close_to_fp32():
     d = Deblurrer("lite", device="cuda")
     assert d.precision in ("bf16", "fp16")
@@ -404,7 +401,7 @@ def test_cuda_auto_precision_is_half_and_close_to_fp32():
     assert psnr(d(img).image / 255.0, Deblurrer("lite", device="cpu", precision="fp32")(img).image / 255.0) >= 40
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_tiles_follow_free_gpu_memory(monkeypatch):
     net = tiny_net()
     img = smooth_image(160, 240)
@@ -418,7 +415,7 @@ def test_cuda_tiles_follow_free_gpu_memory(monkeypatch):
     assert psnr(tiled.image, whole.image) >= 45
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     d = Deblurrer(tiny_net(), device="cuda", precision="fp32")
     real, freed = d._forward, []
@@ -434,7 +431,7 @@ def test_cuda_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     assert r.tile is not None and r.tile[0] * r.tile[1] <= 100 * 100 and freed
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("make", [
     lambda: as_dtype(np.stack([smooth_image(48, 40, 1)[..., 0]] * 2), np.uint16),  # a 16-bit gray stack
     lambda: smooth_image(48, 40, 1)[..., 0],  # float32 gray

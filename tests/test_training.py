@@ -106,10 +106,7 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
         distributed("cuda")
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_training_lowers_the_loss_and_saves_cpu_loadable_weights(tmp_path, tiny_ckpt, pairs):
     c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, device="cuda",
             precision="auto")
@@ -121,7 +118,7 @@ def test_cuda_training_lowers_the_loss_and_saves_cpu_loadable_weights(tmp_path, 
     models.model_from_checkpoint(models.read_checkpoint(tmp_path / "out.pt"), "out.pt")  # loads without CUDA
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_and_cpu_training_steps_agree(tmp_path, tiny_ckpt, pairs):
     """The same fp32 steps from the same weights on the same batches: the losses differ only by rounding
     (CUDA convolutions may use TF32)."""

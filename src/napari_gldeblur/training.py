@@ -326,11 +326,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         while step < config.steps:
             x, y = next(stream)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.split(":")[0], dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = module(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = optimizer_step(module, opt, x, y, device, amp)
             sched.step()
             step += 1
             lv = float(loss.detach())
@@ -361,6 +357,17 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
             models.write_checkpoint(out, checkpoint(net, config, phases, pi, config.steps, opt, metrics, history))
     if world > 1:
         dist.barrier()
+
+
+def optimizer_step(module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, device: str,
+                   amp: Optional[torch.dtype]) -> torch.Tensor:
+    """One step: the phase's loss (``module``, under autocast to ``amp`` if set), backward, update; returns the loss."""
+    with torch.autocast(device.split(":")[0], dtype=amp or torch.bfloat16, enabled=amp is not None):
+        loss = module(x, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def cosine(step: int, total: int, floor: float = 0.05) -> float:
