@@ -119,3 +119,36 @@ def test_kernel_seed_and_augmentation():
     assert not all(np.array_equal(x[1], y[1]) for x, y in zip(aug, b))  # jittered sharp content
     j = syn.jitter_source(src[0], np.random.default_rng(0), 112)
     assert j.dtype == np.float32 and min(j.shape[:2]) >= 112 and 0 <= j.min() and j.max() <= 1
+
+
+def test_dead_leaves_cover_the_picture_with_leaves_of_many_sizes():
+    rng = np.random.default_rng(3)
+    img = syn.dead_leaves_image(rng, 128)
+    assert img.shape == (128, 128, 3) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    flat = syn.dead_leaves_image(np.random.default_rng(3), 64, coverage=0)  # no leaves: the background alone
+    assert np.ptp(flat.reshape(-1, 3), axis=0).max() == 0
+    _, counts = np.unique(syn.to_uint8(img).reshape(-1, 3), axis=0, return_counts=True)
+    assert counts.max() / counts.sum() < 0.1  # the background (or any one leaf) shows through only here and there
+    assert np.array_equal(img, syn.dead_leaves_image(np.random.default_rng(3), 128))  # reproducible
+    # edges at every scale: gradients in fine and in coarse versions of the picture
+    for step in (1, 4):
+        g = np.abs(np.diff(img[::step, ::step].mean(-1), axis=1))
+        assert (g > 0.05).mean() > 0.02
+
+
+def test_dead_leaves_take_colours_and_texture_from_sources():
+    tex = np.zeros((200, 200, 3), np.float32)
+    tex[..., 1] = 1  # pure green
+    img = syn.dead_leaves_image(np.random.default_rng(0), 96, [tex])
+    green = (img[..., 1] > 0.99) & (img[..., [0, 2]].max(-1) < 0.01)
+    assert green.mean() > 0.5  # most colours are drawn from the sources; a few are uniform at random
+
+
+def test_iter_pairs_dead_leaves_content():
+    src = [syn.procedural_image(np.random.default_rng(0), 160)]
+    dl = list(syn.iter_pairs("dynamic", src, 2, 48, seed=5, procedural=1.0, content="dead-leaves"))
+    shapes = list(syn.iter_pairs("dynamic", src, 2, 48, seed=5, procedural=1.0))
+    assert all(b.shape == s.shape == (48, 48, 3) for b, s in dl)
+    assert not any(np.array_equal(x[1], y[1]) for x, y in zip(dl, shapes))
+    with pytest.raises(ValueError, match="unknown content"):
+        next(syn.iter_pairs("global", src, 1, 48, content="clouds"))

@@ -32,6 +32,8 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--procedural", type=float, default=0.25, help="fraction of pairs made from generated content")
     p.add_argument("--kernel-seed", type=int, default=None, help="seed of the 56-kernel bank (default: --seed)")
     p.add_argument("--augment", action="store_true", help="jitter sources: scale, channel order, gain, gamma")
+    p.add_argument("--content", choices=["shapes", "dead-leaves"], default="shapes",
+                   help="generated content for the --procedural fraction: random shapes, or dead leaves")
     p.set_defaults(func=_synth)
 
 
@@ -51,7 +53,7 @@ def _synth(args: argparse.Namespace) -> int:
     else:
         sources = synthesis.skimage_images(synthesis.HELD_OUT if args.held_out else synthesis.TRAIN_IMAGES)
     pairs = synthesis.iter_pairs(args.kind, sources, args.count, args.size, args.seed, args.procedural,
-                                 args.kernel_seed, args.augment)
+                                 args.kernel_seed, args.augment, args.content)
     n = synthesis.write_pairs(args.out, tqdm(pairs, total=args.count, desc=f"synth {args.kind}", unit="pair"))
     print(f"wrote {n} pairs to {args.out}")
     return 0

@@ -270,6 +270,63 @@ def procedural_image(rng: np.random.Generator, size: int = 384) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)
 
 
+def dead_leaves_image(rng: np.random.Generator, size: int = 384, textures: Sequence[np.ndarray] = (),
+                      rmin: float = 3.0, coverage: float = 4.0) -> np.ndarray:
+    """Dead-leaves content: occluding ellipses with power-law radii (density r^-3), painted back to front.
+
+    It has the scale-invariant edge and occlusion statistics of natural pictures, which makes it a good
+    training source for restoration networks (Achddou et al., "Synthetic images as a regularity prior for
+    image restoration neural networks", SSVM 2021). Leaves are flat, shaded, striped or cut from ``textures``
+    (their colours come from them too, or are uniform at random), with anti-aliased edges. ``coverage`` is the
+    mean number of leaves over a pixel, so about exp(-coverage) of the background shows.
+    """
+    rmax = size / 2
+    mean_r2 = 2 * np.log(rmax / rmin) / (rmin ** -2 - rmax ** -2)  # E[r^2] under density r^-3
+    leaves = int(coverage * size * size / (np.pi * 0.7 * mean_r2))  # 0.7: the mean aspect ratio
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+
+    def colour() -> np.ndarray:
+        if not textures or rng.random() < 0.15:
+            return rng.uniform(0, 1, 3).astype(np.float32)
+        t = textures[int(rng.integers(len(textures)))]
+        return t[int(rng.integers(t.shape[0])), int(rng.integers(t.shape[1]))]
+
+    img = np.broadcast_to(colour(), (size, size, 3)).copy()
+    u = rng.random(leaves)
+    radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5  # inverse CDF of r^-3 on [rmin, rmax]
+    for r in radii:
+        a, b = r, r * rng.uniform(0.4, 1.0)
+        cy, cx = rng.uniform(-r, size + r, 2)
+        y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
+        x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        th = rng.uniform(0, np.pi)
+        dy, dx = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+        u_, v_ = dx * np.cos(th) + dy * np.sin(th), -dx * np.sin(th) + dy * np.cos(th)
+        d = np.sqrt((u_ / a) ** 2 + (v_ / b) ** 2)
+        alpha = np.clip((1 - d) * b + 0.5, 0, 1)[..., None]  # ~1 px anti-aliased edge
+        style = rng.random()
+        if style < 0.2 and textures and r > 6:  # a patch of real texture
+            t = textures[int(rng.integers(len(textures)))]
+            h, w = y1 - y0, x1 - x0
+            if t.shape[0] > h and t.shape[1] > w:
+                oy, ox = int(rng.integers(t.shape[0] - h)), int(rng.integers(t.shape[1] - w))
+                fill = t[oy : oy + h, ox : ox + w]
+            else:
+                fill = colour()
+        elif style < 0.5:  # shading: a linear gradient between two colours
+            g = np.clip(0.5 + u_ / (2 * a), 0, 1)[..., None]
+            fill = (1 - g) * colour() + g * colour()
+        elif style < 0.6:  # stripes: fine periodic detail
+            s = 0.5 + 0.5 * np.sin(v_ * 2 * np.pi / rng.uniform(2.5, 12))[..., None]
+            fill = (1 - s) * colour() + s * colour()
+        else:
+            fill = colour()
+        img[y0:y1, x0:x1] = (1 - alpha) * img[y0:y1, x0:x1] + alpha * fill
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
 def make_pair(kind: str, source: np.ndarray, rng: np.random.Generator, size: int,
               others: Sequence[np.ndarray] | None = None, bank: Sequence[Kernel] | None = None,
               noise: float = 0.01, jpeg_prob: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -315,18 +372,26 @@ def jitter_source(image: np.ndarray, rng: np.random.Generator, min_size: int) ->
 
 def iter_pairs(kind: str, sources: Sequence[np.ndarray], count: int, size: int, seed: int = 0,
                procedural: float = 0.25, kernel_seed: int | None = None,
-               augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               augment: bool = False, content: str = "shapes") -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``count`` reproducible pairs; a fraction ``procedural`` uses generated content instead of ``sources``.
 
     The kernel bank is ``kernel_bank(kernel_seed)`` (default: ``seed``); ``augment`` jitters each source.
+    ``content`` picks the generator: ``shapes`` (procedural_image) or ``dead-leaves`` (dead_leaves_image,
+    coloured and textured from ``sources``).
     """
+    if content not in ("shapes", "dead-leaves"):
+        raise ValueError(f"unknown content {content!r}; choose shapes or dead-leaves")
     bank = kernel_bank(seed if kernel_seed is None else kernel_seed)
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         pool = list(sources)
         if not pool or rng.random() < procedural:
-            src = procedural_image(rng, max(384, size + 64))
-            pool = pool + [procedural_image(rng, size)]
+            if content == "shapes":
+                src = procedural_image(rng, max(384, size + 64))
+                pool = pool + [procedural_image(rng, size)]
+            else:
+                src = dead_leaves_image(rng, max(384, size + 64), sources)
+                pool = pool + [dead_leaves_image(rng, size, sources)]
         else:
             src = pool[int(rng.integers(len(pool)))]
             if augment:
