@@ -274,9 +274,9 @@ def dead_leaves_image(rng: np.random.Generator, size: int = 384, textures: Seque
                       rmin: float = 3.0, coverage: float = 4.0) -> np.ndarray:
     """Dead-leaves content: occluding ellipses with power-law radii (density r^-3), painted back to front.
 
-    It has the scale-invariant edge and occlusion statistics of natural pictures, which makes it a good
-    training source for restoration networks (Achddou et al., "Synthetic images as a regularity prior for
-    image restoration neural networks", SSVM 2021). Leaves are flat, shaded, striped or cut from ``textures``
+    It has the scale-invariant edge and occlusion statistics of natural pictures: denoising and super-resolution
+    networks trained on it alone come close to ones trained on natural pictures (Achddou et al., "Synthetic
+    images as a regularity prior for image restoration neural networks", SSVM 2021). Leaves are flat, shaded, striped or cut from ``textures``
     (their colours come from them too, or are uniform at random), with anti-aliased edges. ``coverage`` is the
     mean number of leaves over a pixel, so about exp(-coverage) of the background shows.
     """
