@@ -57,4 +57,17 @@ late_joint "${OUT%.pt}_joint4.pt" "${OUT%.pt}_joint5.pt" "${JOINT5_STEPS:-60000}
   --kind mild --count 600 --size 256 --seed 9 --procedural 0
 late_joint "${OUT%.pt}_joint5.pt" "${OUT%.pt}_joint6.pt" "${JOINT6_STEPS:-30000}" "${LR6:-1e-4}" 10000 \
   "$DATA/train_aug/softblur_global" "$DATA/train_aug/softblur_mild"
-# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint6.pt" --stage-of ... (see docs/MODEL_CARD.md)
+# Stage 7: 1500 pairs of dead-leaves content (--content dead-leaves: occluding ellipses with power-law radii,
+# coloured and textured from the training pictures), blurred by the kernel bank, by dynamic scenes and slightly.
+# More varied content than 15 pictures; 45000 steps from stage 6 (stage 6's data and loss + these pairs).
+dead_leaves() {  # KIND COUNT SEED
+  [ -d "$DATA/train_aug/dl_$1" ] || gldeblur synth -o "$DATA/train_aug/dl_$1" --kind "$1" --count "$2" --size 256 \
+    --seed "$3" --kernel-seed 1 --procedural 1 --content dead-leaves
+}
+dead_leaves global 600 11
+dead_leaves dynamic 600 12
+dead_leaves mild 300 13
+late_joint "${OUT%.pt}_joint6.pt" "${OUT%.pt}_joint7.pt" "${JOINT7_STEPS:-45000}" "${LR7:-1e-4}" 15000 \
+  "$DATA/train_aug/softblur_global" "$DATA/train_aug/softblur_mild" \
+  "$DATA/train_aug/dl_global" "$DATA/train_aug/dl_dynamic" "$DATA/train_aug/dl_mild"
+# Then: python scripts/bundle_weights.py "${OUT%.pt}_joint7.pt" --stage-of ... (see docs/MODEL_CARD.md)

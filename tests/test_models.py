@@ -80,22 +80,24 @@ def test_damaged_bundled_weights_are_detected(tmp_path, monkeypatch):
 def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample():
     """Regression: the first 12 pairs of the held-out global-blur set (`scripts/make_data.sh`, made here in
     memory: held-out pictures, the training kernel bank, seed 103). Measured gain of the bundled model when
-    it was committed (fp32): +1.49 dB (per pair -1.1 to +7.6 dB); the test asks for +1.3 dB. (Stage 5 measured
-    +2.17 here against +1.8 asked; stage 6 gave 0.4-0.7 dB of it back for much less harm to soft pictures,
-    see docs/MODEL_CARD.md, and the two tests below were tightened.)"""
+    it was committed (fp32, stage 7): +1.69 dB (per pair -1.1 to +9.9 dB); the test asks for +1.5 dB. (Stage 5
+    measured +2.17 here against +1.8 asked; stage 6 gave 0.4-0.7 dB of it back for much less harm to soft
+    pictures and measured +1.49 against +1.3 asked; stage 7's dead-leaves content won 0.2 dB back. See
+    docs/MODEL_CARD.md.)"""
     from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     pairs = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
     gains = psnr_gains(model_restorer("lite", device="cpu", precision="fp32"), pairs)
-    assert np.mean(gains) >= 1.3, np.round(gains, 2)
+    assert np.mean(gains) >= 1.5, np.round(gains, 2)
 
 
 def test_bundled_model_leaves_nearly_sharp_pictures_alone():
     """Do no harm, on average: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back no worse
-    than the input, and sharp ones come back at >= 48 dB. Measured when committed (fp32): mean change
-    +0.63 dB, but per picture -6.0 to +13.6 dB (median -0.80: most lose, see docs/MODEL_CARD.md); sharp in,
-    50.3 dB out (lowest 35.7). Stage 5 measured -0.11 dB and 48.3 dB (asked: -0.5 dB and 45 dB)."""
+    than the input, and sharp ones come back at >= 48 dB. Measured when committed (fp32, stage 7): mean change
+    +0.93 dB, but per picture -5.6 to +13.5 dB (median -0.44: most lose, see docs/MODEL_CARD.md); sharp in,
+    51.0 dB out (lowest 36.2). Stage 6: +0.63 dB and 50.3 dB; stage 5: -0.11 dB and 48.3 dB (asked then: -0.5 dB
+    and 45 dB)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
@@ -110,7 +112,8 @@ def test_bundled_model_harms_soft_pictures_less_than_stage_5():
     """Soft content (held-out pictures resampled down and up, with noise and JPEG: `--kind soft`, seed 105),
     blurred by a 0.5 px Gaussian. The bundled model still sharpens it past the reference (a known failure of
     "do no harm", see docs/MODEL_CARD.md); this guards the improvement stage 6 was trained for. Measured when
-    committed (fp32): mean change -5.33 dB (per picture -12.3 to +0.5); stage 5: -8.79 dB. Asked: >= -7 dB."""
+    committed (fp32, stage 7): mean change -5.18 dB (per picture -16.9 to +0.2); stage 6: -5.33 dB; stage 5:
+    -8.79 dB. Asked: >= -7 dB."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
