@@ -11,7 +11,10 @@ every rule then reuses that change, clipped and quantised to 8 bits like the plu
   (low, high) the grid pair that keeps most gain on blurry input while nearly sharp input loses at most
   ``--budget`` dB on average and at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB.
 
-Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--json out.json]
+With ``--evaluate``, the thresholds tuned here are then applied, unchanged, to the four evaluation sets: a
+held-out check of the rules, never used to choose them.
+
+Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--json out.json] [--evaluate]
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import json
 from typing import Callable
 
 import numpy as np
-from evaluate import tuning_sets  # scripts/evaluate.py
+from evaluate import evaluation_sets, tuning_sets  # scripts/evaluate.py
 from scipy.ndimage import gaussian_filter
 
 from napari_gldeblur.datasets import load_pairs
@@ -47,6 +50,23 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99))}
 
 
+def network_changes(d: Deblurrer, pairs) -> tuple[list, np.ndarray]:
+    """(8-bit input, network change, target) for each blurry input and a nearly sharp copy of its target."""
+    rows, blurry = [], []
+    for blur, sharp in pairs:
+        for is_blurry, x in ((True, blur), (False, nearly_sharp(sharp))):
+            u8 = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+            x = u8.astype(np.float32) / 255
+            rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, sharp))
+            blurry.append(is_blurry)
+    return rows, np.array(blurry)
+
+
+def gate(values: np.ndarray, low: float, high: float, at: dict) -> np.ndarray:
+    """Per-image gains of the gate: strength 0 up to ``low``, 0.5 up to ``high``, 1 from there."""
+    return np.where(values >= high, at[1.0], np.where(values > low, at[0.5], 0.0))
+
+
 def summary(gains: np.ndarray, blurry: np.ndarray) -> dict[str, float]:
     near = gains[~blurry]
     return {"blurry_mean_db": float(gains[blurry].mean()), "blurry_improved": float(np.mean(gains[blurry] > 0)),
@@ -62,21 +82,14 @@ def main() -> None:
     p.add_argument("--min-within", type=float, default=0.0,
                    help="least share of nearly sharp pictures that must stay within 0.5 dB (0-1)")
     p.add_argument("--json", default=None)
+    p.add_argument("--evaluate", action="store_true", help="then apply the tuned gates to the evaluation sets")
     args = p.parse_args()
     pairs = load_pairs(args.data or [r for roots in tuning_sets().values() for r in roots])
     d = Deblurrer(args.model)
-    rows = []  # (input, change, target)
-    blurry = []
-    for blur, sharp in pairs:
-        for is_blurry, x in ((True, blur), (False, nearly_sharp(sharp))):
-            u8 = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-            x = u8.astype(np.float32) / 255
-            rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, sharp))
-            blurry.append(is_blurry)
-    blurry = np.array(blurry)
+    rows, blurry = network_changes(d, pairs)
     print(f"{len(pairs)} tuning pairs, {d!r}")
 
-    def apply(rule: Rule) -> np.ndarray:
+    def apply(rule: Rule, rows=rows) -> np.ndarray:
         return np.array([gain_db(x, rule(c), ref) for x, c, ref in rows])
 
     at = {s: apply(lambda c: s * c) for s in (1.0, 0.75, 0.5)}  # gains at fixed strengths, reused by the gates
@@ -85,14 +98,14 @@ def main() -> None:
         results[f"shrink {t} grey levels"] = summary(apply(lambda c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
                                                      blurry)
     per_image = [measures(x, c) for x, c, _ in rows]
+    gates = {}  # measure -> (low, high) tuned thresholds
     for name in per_image[0]:
         values = np.array([m[name] for m in per_image])
         best = None
         grid = np.unique(np.percentile(values, np.linspace(0, 100, 41)))
         for i, low in enumerate(grid):
             for high in grid[i + 1:]:
-                g = np.where(values >= high, at[1.0], np.where(values > low, at[0.5], 0.0))
-                s = summary(g, blurry)
+                s = summary(gate(values, low, high, at), blurry)
                 ok = s["nearly_sharp_mean_db"] >= -args.budget and s["nearly_sharp_within_0.5db"] >= args.min_within
                 if ok and (best is None or s["blurry_mean_db"] > best[0]["blurry_mean_db"]):
                     best = (s, float(low), float(high))
@@ -100,6 +113,28 @@ def main() -> None:
             results[f"gate on {name}: no thresholds meet the constraints"] = None
             continue
         results[f"gate on {name} (0 below {best[1]:.3g}, 0.5 between, 1 from {best[2]:.3g})"] = best[0]
+        gates[name] = (best[1], best[2])
+    report(results)
+    held_out = {}
+    for set_name, roots in (evaluation_sets().items() if args.evaluate else ()):
+        print(f"## {set_name}: the rules above with their tuned thresholds, unchanged")
+        ev_rows, ev_blurry = network_changes(d, load_pairs(roots))
+        ev_at = {s: apply(lambda c: s * c, ev_rows) for s in (1.0, 0.5)}
+        found = {f"fixed strength {s}": summary(g, ev_blurry) for s, g in ev_at.items()}
+        ev_measures = [measures(x, c) for x, c, _ in ev_rows]
+        for name, (low, high) in gates.items():
+            values = np.array([m[name] for m in ev_measures])
+            found[f"gate on {name} ({low:.3g}, {high:.3g})"] = summary(gate(values, low, high, ev_at), ev_blurry)
+        report(found)
+        held_out[set_name] = found
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
+                       "min_within_0.5db": args.min_within, "rules": results, "evaluation_sets": held_out}, f,
+                      indent=2)
+
+
+def report(results: dict) -> None:
     for name, s in results.items():
         if s is None:
             print(name)
@@ -107,11 +142,6 @@ def main() -> None:
         print(f"{name}: blurry {s['blurry_mean_db']:+.2f} dB ({s['blurry_improved']:.0%} improve); nearly sharp mean "
               f"{s['nearly_sharp_mean_db']:+.2f}, median {s['nearly_sharp_median_db']:+.2f}, "
               f"{s['nearly_sharp_within_0.5db']:.0%} within 0.5 dB or better")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
-                       "min_within_0.5db": args.min_within, "rules": results}, f,
-                      indent=2)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ def test_same_name_from_two_folders_is_reported(tmp_path, tiny_checkpoint, capsy
     (["IN", "-o", "OUT", "--model", "no_such_model.pt"], "checkpoint not found"),
     (["IN", "-o", "OUT", "--device", "warp9"], "unknown device"),
     (["IN", "-o", "OUT", "--strength", "1.5"], "--strength must be between 0 and 1"),
+    (["IN", "-o", "OUT", "--strength", "strong"], "--strength must be between 0 and 1 or 'auto'"),
 ])
 def test_usage_errors_are_one_line(tmp_path, inputs, argv, message, capsys):
     folder, _ = inputs
@@ -135,3 +136,16 @@ def test_strength_zero_writes_the_input_back(tmp_path, inputs, tiny_checkpoint, 
     code, _, err = run(capsys, folder / "rgb.png", "-o", tmp_path / "o", "--model", tiny_checkpoint, "--strength", "0")
     assert code == 0, err
     np.testing.assert_array_equal(read_image_file(tmp_path / "o" / "rgb.png"), read_image_file(folder / "rgb.png"))
+
+
+def test_auto_strength_is_the_default_and_equals_a_fixed_strength(tmp_path, inputs, tiny_checkpoint, capsys):
+    from napari_gldeblur.inference import Deblurrer
+
+    folder, _ = inputs
+    code, _, err = run(capsys, folder / "rgb.png", "-o", tmp_path / "o", "--model", tiny_checkpoint)
+    assert code == 0, err
+    image = read_image_file(folder / "rgb.png")
+    chosen = Deblurrer(tiny_checkpoint)(image, strength="auto")
+    np.testing.assert_array_equal(read_image_file(tmp_path / "o" / "rgb.png"), chosen.image)
+    fixed = Deblurrer(tiny_checkpoint)(image, strength=chosen.strengths[0]).image
+    np.testing.assert_array_equal(chosen.image, fixed)

@@ -226,7 +226,24 @@ def test_strength_blends_input_and_full_output(tiny):
     np.testing.assert_array_equal(r.attention, tiny(img).attention)  # the maps do not depend on strength
 
 
-@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan")])
+def test_auto_strength_from_the_mean_change():
+    x = torch.full((1, 3, 8, 8), 0.5)
+    assert inference.auto_strength(x, x) == 0.0  # no change: leave it alone
+    assert inference.auto_strength(x, x + 0.3 / 255) == 0.0  # rounds back to the input
+    assert inference.auto_strength(x, x + 2 / 255) == 0.5
+    assert inference.auto_strength(x, x - 4 / 255) == 1.0
+
+
+def test_auto_strength_is_chosen_per_frame(tiny):
+    stack = np.stack([smooth_image(20, 24), smooth_image(20, 24)[::-1]])
+    r = tiny(stack, strength="auto")
+    assert len(r.strengths) == 2 and set(r.strengths) <= {0.0, 0.5, 1.0}
+    for k, s in enumerate(r.strengths):
+        np.testing.assert_allclose(r.image[k], tiny(stack[k], strength=s).image, atol=1e-6)
+    assert tiny(stack[0]).strengths == (1.0,)
+
+
+@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan"), "strong"])
 def test_strength_outside_0_1_is_a_value_error(tiny, strength):
     with pytest.raises(ValueError, match="strength must be between 0 and 1"):
         tiny(smooth_image(8, 8), strength=strength)

@@ -307,12 +307,22 @@ def test_strength_slider_reaches_the_engine(viewer_widget, qtbot, notes):
     viewer, widget = viewer_widget
     data = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
     src = viewer.add_image(data, name="img")
-    assert widget.strength.value == 1.0  # full restoration by default
+    assert widget.auto_strength.value and not widget.strength.enabled  # auto strength by default
+    widget.auto_strength.value = False
+    assert widget.strength.enabled and widget.strength.value == 1.0
     widget.strength.value = 0.0
     run(qtbot, widget, src)
     assert not notes["error"]
     np.testing.assert_array_equal(viewer.layers["img deblurred"].data, data)  # strength 0: the input back
     assert "strength 0.00" in widget.status.value  # a weakened result says so
+
+
+def test_auto_strength_reaches_the_engine_and_the_status(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.full((16, 16, 3), 128, np.uint8), name="flat")  # nothing to deblur
+    run(qtbot, widget, src)
+    assert not notes["error"]
+    assert "auto strength" in widget.status.value  # the strength the engine chose is shown
 
 
 def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, notes):

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Union
 
 import napari.layers
 import napari.viewer
@@ -144,7 +144,7 @@ class Job:
     device: str
     tile: Optional[int]
     features: bool
-    strength: float = 1.0
+    strength: Union[float, str] = 1.0  # or "auto"
 
 
 @dataclass
@@ -187,15 +187,19 @@ def make_deblurrer(model: str, device: str, tile: Optional[int]):
     return _cached_deblurrer(model, model_stamp(model), device, tile)
 
 
-def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: float = 1.0) -> str:
+def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: Union[float, str] = 1.0) -> str:
     """Status line after a run: frames, time, device, precision, tiling and (if not 1) strength."""
     frames = int(np.prod(shape[: len(shape) - (3 if rgb else 2)]))
     what = f"{frames} frames" if frames > 1 else "1 image"
     tile = getattr(result, "tile", None)
     tiles = f", tiles {tile[0]}x{tile[1]}" if tile else ""
-    weaker = f", strength {strength:.2f}" if strength != 1.0 else ""
-    return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s on {getattr(result, 'device', '?')} "
-            f"({getattr(result, 'precision', 'fp32')}{tiles}{weaker})")
+    if strength == "auto":
+        used = sorted(set(getattr(result, "strengths", ())))
+        weaker = ", auto strength " + "/".join(f"{s:g}" for s in used)
+    else:
+        weaker = f", strength {strength:.2f}" if strength != 1.0 else ""
+    return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s{weaker} on {getattr(result, 'device', '?')} "
+            f"({getattr(result, 'precision', 'fp32')}{tiles})")
 
 
 def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
@@ -266,6 +270,10 @@ class DeblurWidget(Container):
         self.strength = FloatSlider(label="strength", value=1.0, min=0.0, max=1.0, step=0.05,
                                     tooltip="How much of the network's change to keep: 1 = all, 0 = the input. "
                                             "Lower it if soft footage comes out over-sharpened")
+        self.auto_strength = CheckBox(text="auto strength", value=True,
+                                      tooltip="Choose the strength per image from how much the network changes it: "
+                                              "nearly sharp and soft pictures are left alone (0), others get 0.5 or 1")
+        self.strength.enabled = False
         self.add_features = CheckBox(text="add branch feature layers", value=True,
                                      tooltip="Also add the local/global branch features and the attention mask")
         self.show_features = CheckBox(text="show feature layers", value=False,
@@ -274,14 +282,16 @@ class DeblurWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1, visible=True)
         self.status = Label(value="")
-        self.extend([self.layer, self.model, self.device, self.tile, self.strength, self.add_features,
-                     self.show_features,
+        self.status.native.setWordWrap(True)  # the status line names device, precision, tiles and strength
+        self.extend([self.layer, self.model, self.device, self.tile, self.auto_strength, self.strength,
+                     self.add_features, self.show_features,
                      self.run_button, self.cancel_button, self.progress, self.status])
 
         self.run_button.changed.connect(lambda: self.deblur())
         self.cancel_button.changed.connect(self.cancel)
         self.model.changed.connect(self._on_model_changed)
         self.show_features.changed.connect(self._apply_feature_visibility)
+        self.auto_strength.changed.connect(lambda auto: setattr(self.strength, "enabled", not auto))
         models_changed.connect(self._on_models_saved)
         watch_layers(viewer, self._on_layers_changed)
         self._install_refresh_on_show()
@@ -418,8 +428,8 @@ class DeblurWidget(Container):
         if device == "cuda" and cuda_device_name() is None:
             raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
         tile = None if self.tile.value is None else int(self.tile.value)
-        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value),
-                   float(self.strength.value))
+        strength = "auto" if self.auto_strength.value else float(self.strength.value)
+        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value), strength)
 
     def cancel(self) -> None:
         """Ask the worker to stop after the current tile."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,8 +156,9 @@ def _add_deblur(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (blended)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16/fp16 only where measured faster and accurate; fp32 forces float32")
-    p.add_argument("--strength", type=float, default=1.0,
-                   help="how much of the network's change to keep, 0-1 (lower it for soft footage it over-sharpens)")
+    p.add_argument("--strength", default="auto",
+                   help="how much of the network's change to keep, 0-1 (lower it for soft footage it over-sharpens), "
+                        "or auto (default): 0, 0.5 or 1 per image from the size of the change")
     p.add_argument("--features", action="store_true",
                    help="also write <stem>_local.tif, <stem>_global.tif, <stem>_attention.tif (float32 maps)")
     p.add_argument("--sample", action="store_true", help="deblur the bundled sample scene (no INPUT needed)")
@@ -171,12 +172,14 @@ def _deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .imageio import EXTENSIONS
-    from .inference import Deblurrer
+    from .inference import Deblurrer, check_strength
 
     if not args.inputs and not args.sample:
         raise ValueError("give INPUT image files or folders, or --sample")
-    if not 0.0 <= args.strength <= 1.0:
-        raise ValueError(f"--strength must be between 0 and 1, got {args.strength}")
+    try:
+        args.strength = check_strength(args.strength)
+    except ValueError as e:
+        raise ValueError(f"--{e}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} exists and is not a folder")
@@ -232,7 +235,7 @@ def _collect_inputs(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[l
 
 
 def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None,
-                 strength: float = 1.0) -> list[Path]:
+                 strength: Union[float, str] = 1.0) -> list[Path]:
     """Deblur one file into ``out`` (same name and format); returns the paths written."""
     from .imageio import read_image_file, write_image_file
 
@@ -265,7 +268,7 @@ def _write_features(result, out: Path, stem: str) -> list[Path]:
     return written
 
 
-def _deblur_sample(d, out: Path, features: bool, strength: float = 1.0) -> None:
+def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1.0) -> None:
     """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
     from ._sample_data import dynamic_scene
     from .imageio import write_image_file

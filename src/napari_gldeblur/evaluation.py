@@ -86,7 +86,7 @@ BASELINES: dict[str, Restorer] = {
 
 
 def model_restorer(model: str | os.PathLike = "lite", device: str = "auto", precision: str = "auto",
-                   strength: float = 1.0) -> Restorer:
+                   strength: float | str = 1.0) -> Restorer:
     """The user's path through the plugin: 8-bit image in, ``Deblurrer`` output (at ``strength``) back to float."""
     from .inference import Deblurrer
 

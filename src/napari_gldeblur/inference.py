@@ -84,6 +84,36 @@ class DeblurResult:
     precision: str = "fp32"
     tile: Optional[tuple[int, int]] = None  # (height, width) of the tiles used last; None: whole frames
     seconds: float = 0.0
+    strengths: tuple[float, ...] = ()  # the strength used on each frame (chosen per frame with "auto")
+
+
+# Auto strength: the mean size of the network's change on a frame, in 8-bit grey levels, below which the frame is
+# left alone (0) and from which all of the change is kept (1); half of it in between. Tuned on the tuning set
+# (never the evaluation sets) by `scripts/tune_auto_strength.py`: the gate on "mean change" for the bundled model.
+AUTO_STRENGTH_LEVELS = (0.523, 3.25)
+
+
+def auto_strength(before: torch.Tensor, after: torch.Tensor,
+                  levels: tuple[float, float] = AUTO_STRENGTH_LEVELS) -> float:
+    """Strength for one frame (0, 0.5 or 1) from the mean |change| between 8-bit-rounded input and output.
+
+    Nearly sharp and soft pictures get small changes and are left alone; blurred ones get large ones."""
+    change = (torch.round(after.float().clamp(0, 1) * 255) - torch.round(before.float().clamp(0, 1) * 255)).abs()
+    mean = float(change.mean())
+    return 0.0 if mean <= levels[0] else 0.5 if mean < levels[1] else 1.0
+
+
+def check_strength(strength: Union[float, str]) -> Union[float, str]:
+    """``strength`` as the Deblurrer takes it: a number in [0, 1] or "auto"; a clear ValueError otherwise."""
+    if strength == "auto":
+        return strength
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be between 0 and 1 or 'auto', got {strength!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1 or 'auto', got {strength}")
+    return value
 
 
 # --- layouts and value ranges -------------------------------------------------------------------------
@@ -501,7 +531,7 @@ class Deblurrer:
 
     def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
                  cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
-                 features: bool = True, strength: float = 1.0) -> DeblurResult:
+                 features: bool = True, strength: Union[float, str] = 1.0) -> DeblurResult:
         """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
         steps = self.steps(image, rgb=rgb, features=features, strength=strength)
         for item in steps:
@@ -515,14 +545,15 @@ class Deblurrer:
         raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
 
     def steps(self, image, rgb: Optional[bool] = None, features: bool = True,
-              strength: float = 1.0) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
+              strength: Union[float, str] = 1.0) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
         """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned).
 
         ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
-        it for soft footage the network over-sharpens. The feature maps do not depend on it.
+        it for soft footage the network over-sharpens. ``"auto"`` picks 0, 0.5 or 1 per frame from the size of
+        the change (``auto_strength``). The feature maps do not depend on it.
         """
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        strength = check_strength(strength)
+        used: list[float] = []
         t0 = time.perf_counter()
         if not hasattr(image, "shape") or not hasattr(image, "dtype"):
             image = np.asarray(image)
@@ -551,10 +582,13 @@ class Deblurrer:
                     tile = smaller  # this frame restarts with smaller tiles; later frames keep them
                     total = done + self._tile_count(layout, tile) * (layout.frames - k)
             maps = canvas.result(layout.height, layout.width)
-            if strength != 1.0:
-                maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], float(strength))
+            s = auto_strength(rgb_unit, maps["image"]) if strength == "auto" else strength
+            if s != 1.0:
+                maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], s)
+            used.append(s)
             self._collect(outputs, index, layout, maps, frame, alpha, lo, hi, image.dtype)
         result = self._finish(outputs, layout, image.dtype, tile, time.perf_counter() - t0)
+        result.strengths = tuple(used)
         yield result
         return result
 
