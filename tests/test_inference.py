@@ -241,6 +241,9 @@ def test_auto_strength_is_chosen_per_frame(tiny):
     for k, s in enumerate(r.strengths):
         np.testing.assert_allclose(r.image[k], tiny(stack[k], strength=s).image, atol=1e-6)
     assert tiny(stack[0]).strengths == (1.0,)
+    note = inference.strength_note("auto", r)  # what the widget and the CLI print
+    assert note.startswith("auto strength ") and all(f"{s:g}" in note for s in r.strengths)
+    assert inference.strength_note(0.5, r) == "strength 0.50"
 
 
 @pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan"), "strong"])

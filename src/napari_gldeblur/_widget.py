@@ -189,15 +189,13 @@ def make_deblurrer(model: str, device: str, tile: Optional[int]):
 
 def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: Union[float, str] = 1.0) -> str:
     """Status line after a run: frames, time, device, precision, tiling and (if not 1) strength."""
+    from .inference import strength_note
+
     frames = int(np.prod(shape[: len(shape) - (3 if rgb else 2)]))
     what = f"{frames} frames" if frames > 1 else "1 image"
     tile = getattr(result, "tile", None)
     tiles = f", tiles {tile[0]}x{tile[1]}" if tile else ""
-    if strength == "auto":
-        used = sorted(set(getattr(result, "strengths", ())))
-        weaker = ", auto strength " + "/".join(f"{s:g}" for s in used)
-    else:
-        weaker = f", strength {strength:.2f}" if strength != 1.0 else ""
+    weaker = f", {strength_note(strength, result)}" if strength != 1.0 else ""
     return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s{weaker} on {getattr(result, 'device', '?')} "
             f"({getattr(result, 'precision', 'fp32')}{tiles})")
 

@@ -272,7 +272,7 @@ def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1
     """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
     from ._sample_data import dynamic_scene
     from .imageio import write_image_file
-    from .inference import psnr
+    from .inference import psnr, strength_note
 
     layers = {meta["name"].split(" (")[0]: data for data, meta, _ in dynamic_scene()}
     blurry, sharp = layers["blurry scene"], layers["sharp reference"]
@@ -283,7 +283,8 @@ def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1
         _write_features(result, out, "sample")
     before, after = psnr(blurry / 255.0, sharp / 255.0), psnr(result.image / 255.0, sharp / 255.0)
     print(f"sample: PSNR against the sharp reference {before:.2f} dB blurry -> {after:.2f} dB deblurred "
-          f"({result.seconds:.2f} s on {result.device}, {result.precision}); images in {out}")
+          f"({result.seconds:.2f} s on {result.device}, {result.precision}, {strength_note(strength, result)}); "
+          f"images in {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -103,6 +103,13 @@ def auto_strength(before: torch.Tensor, after: torch.Tensor,
     return 0.0 if mean <= levels[0] else 0.5 if mean < levels[1] else 1.0
 
 
+def strength_note(strength: Union[float, str], result: "DeblurResult") -> str:
+    """The strength as a user reads it: "auto strength 0.5" (what auto chose, per frame) or "strength 0.75"."""
+    if strength == "auto":
+        return "auto strength " + "/".join(f"{s:g}" for s in sorted(set(getattr(result, "strengths", ()))))
+    return f"strength {float(strength):.2f}"
+
+
 def check_strength(strength: Union[float, str]) -> Union[float, str]:
     """``strength`` as the Deblurrer takes it: a number in [0, 1] or "auto"; a clear ValueError otherwise."""
     if strength == "auto":
