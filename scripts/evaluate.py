@@ -37,7 +37,7 @@ def tuning_sets(data_root: str = "data") -> dict[str, list[str]]:
 def restorer_for(model_spec: str):
     """``MODEL[@STRENGTH]`` (lite, paper or a checkpoint, at a Deblur strength: default 1, or auto) as a restorer."""
     model, _, strength = model_spec.partition("@")
-    return model_restorer(model, strength=strength if strength == "auto" else float(strength or 1.0))
+    return model_restorer(model, strength=strength or 1.0)  # the Deblurrer checks it (inference.check_strength)
 
 
 def main() -> int:

@@ -3,13 +3,12 @@
 A trial, not a product feature: it costs 8x the time. Run from the repository root after scripts/make_data.sh:
     python scripts/self_ensemble_trial.py [MODEL] [PAIRS_PER_SET]
 """
-import os
 import sys
 
 import numpy as np
-from skimage.io import imread
 
-from napari_gldeblur.evaluation import model_restorer, psnr
+from napari_gldeblur.datasets import load_pairs
+from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
 model = sys.argv[1] if len(sys.argv) > 1 else "lite"
 count = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -27,10 +26,6 @@ def self_ensemble(blur: np.ndarray) -> np.ndarray:
 
 
 for d in ("data/tuning/global", "data/tuning/dynamic"):
-    single, ensemble = [], []
-    for n in sorted(os.listdir(f"{d}/blur"))[:count]:
-        b = imread(f"{d}/blur/{n}").astype(np.float32) / 255
-        s = imread(f"{d}/sharp/{n}").astype(np.float32) / 255
-        single.append(psnr(restore(b), s) - psnr(b, s))
-        ensemble.append(psnr(self_ensemble(b), s) - psnr(b, s))
-    print(f"{d}: mean gain one pass {np.mean(single):+.3f} dB, self-ensemble x8 {np.mean(ensemble):+.3f} dB")
+    pairs = load_pairs([d])[:count]
+    single, ensemble = np.mean(psnr_gains(restore, pairs)), np.mean(psnr_gains(self_ensemble, pairs))
+    print(f"{d}: mean gain one pass {single:+.3f} dB, self-ensemble x8 {ensemble:+.3f} dB")

@@ -271,7 +271,7 @@ class DeblurWidget(Container):
         self.auto_strength = CheckBox(text="auto strength", value=True,
                                       tooltip="Choose the strength per image from how much the network changes it: "
                                               "nearly sharp and soft pictures are left alone (0), others get 0.5 or 1")
-        self.strength.enabled = False
+        self.strength.enabled = not self.auto_strength.value
         self.add_features = CheckBox(text="add branch feature layers", value=True,
                                      tooltip="Also add the local/global branch features and the attention mask")
         self.show_features = CheckBox(text="show feature layers", value=False,

@@ -8,6 +8,7 @@ All images are float32 (H, W, 3) in [0, 1].
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -276,8 +277,9 @@ def dead_leaves_image(rng: np.random.Generator, size: int = 384, textures: Seque
 
     It has the scale-invariant edge and occlusion statistics of natural pictures: denoising and super-resolution
     networks trained on it alone come close to ones trained on natural pictures (Achddou et al., "Synthetic
-    images as a regularity prior for image restoration neural networks", SSVM 2021). Leaves are flat, shaded, striped or cut from ``textures``
-    (their colours come from them too, or are uniform at random), with anti-aliased edges. ``coverage`` is the
+    images as a regularity prior for image restoration neural networks", SSVM 2021). Leaves are flat, shaded,
+    striped or cut from ``textures`` (their colours come from them too, or are uniform at random), with
+    anti-aliased edges. ``coverage`` is the
     mean number of leaves over a pixel, so about exp(-coverage) of the background shows.
     """
     rmax = size / 2
@@ -381,17 +383,14 @@ def iter_pairs(kind: str, sources: Sequence[np.ndarray], count: int, size: int, 
     """
     if content not in ("shapes", "dead-leaves"):
         raise ValueError(f"unknown content {content!r}; choose shapes or dead-leaves")
+    generate = procedural_image if content == "shapes" else functools.partial(dead_leaves_image, textures=sources)
     bank = kernel_bank(seed if kernel_seed is None else kernel_seed)
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         pool = list(sources)
         if not pool or rng.random() < procedural:
-            if content == "shapes":
-                src = procedural_image(rng, max(384, size + 64))
-                pool = pool + [procedural_image(rng, size)]
-            else:
-                src = dead_leaves_image(rng, max(384, size + 64), sources)
-                pool = pool + [dead_leaves_image(rng, size, sources)]
+            src = generate(rng, max(384, size + 64))
+            pool = pool + [generate(rng, size)]
         else:
             src = pool[int(rng.integers(len(pool)))]
             if augment:
