@@ -13,21 +13,22 @@ import numpy as np
 import torch
 from evaluate import tuning_sets  # scripts/evaluate.py
 
-from napari_gldeblur.datasets import load_pairs, to_tensor
+from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import psnr
 from napari_gldeblur.models import load_model
 from napari_gldeblur.network import MULTIPLE
+from napari_gldeblur.training import restore
 
 
-@torch.no_grad()
+PARTS = {"global branch": "global", "local branch": "local", "network": "joint"}  # name -> phase whose output it is
+
+
 def branch_gains(net: torch.nn.Module, blur: np.ndarray, sharp: np.ndarray) -> dict[str, float]:
     """Gain over the blurry input of the global branch, the local branch and the whole network, in dB."""
-    h, w = (s - s % MULTIPLE for s in blur.shape[:2])
+    h, w = (s - s % MULTIPLE for s in blur.shape[:2])  # only the whole network pads to a multiple itself
     blur, sharp = blur[:h, :w], sharp[:h, :w]
-    x = to_tensor([blur])
-    outs = {"global branch": net.global_branch(x), "local branch": net.local_branch(x), "network": net(x).image}
     base = psnr(blur, sharp)
-    return {k: psnr(y[0].permute(1, 2, 0).clamp(0, 1).numpy(), sharp) - base for k, y in outs.items()}
+    return {name: psnr(restore(net, blur, phase), sharp) - base for name, phase in PARTS.items()}
 
 
 def main() -> None:

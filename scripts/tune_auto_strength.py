@@ -29,6 +29,7 @@ from scipy.ndimage import gaussian_filter
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp
 from napari_gldeblur.inference import Deblurrer
+from napari_gldeblur.synthesis import to_uint8
 
 Rule = Callable[[np.ndarray], np.ndarray]  # change -> change kept
 
@@ -55,7 +56,7 @@ def network_changes(d: Deblurrer, pairs) -> tuple[list, np.ndarray]:
     rows, blurry = [], []
     for blur, sharp in pairs:
         for is_blurry, x in ((True, blur), (False, nearly_sharp(sharp))):
-            u8 = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+            u8 = to_uint8(x)
             x = u8.astype(np.float32) / 255
             rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, sharp))
             blurry.append(is_blurry)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .datasets import Pair, load_pairs
+from .synthesis import to_uint8
 
 Restorer = Callable[[np.ndarray], np.ndarray]
 GUESSED_SIGMA = 1.5  # px; a typical mild blur, used for every image
@@ -93,8 +94,7 @@ def model_restorer(model: str | os.PathLike = "lite", device: str = "auto", prec
     d = Deblurrer(model=model, device=device, precision=precision)
 
     def restore(image: np.ndarray) -> np.ndarray:
-        u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        return d(u8, strength=strength).image.astype(np.float32) / 255
+        return d(to_uint8(image), strength=strength).image.astype(np.float32) / 255
 
     return restore
 
