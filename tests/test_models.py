@@ -137,3 +137,10 @@ def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone():
     softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
     change = psnr_gains(restore, [(nearly_sharp(s), s) for s in softs])
     assert np.mean(change) >= -3.0, np.round(change, 2)
+
+
+def test_checkpoint_round_trip_with_blocks_per_scale(tmp_path):
+    config = NetConfig(width=4, blocks=(1, 1, 2))
+    net = DBAFNet(config)
+    path = models.write_checkpoint(tmp_path / "b.pt", {"config": config.as_dict(), "model": net.state_dict()})
+    assert models.load_model(path).config == config

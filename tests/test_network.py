@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from napari_gldeblur.network import CONFIGS, MULTIPLE, VARIANTS, DBAFNet, NetConfig, build, count_parameters
+from napari_gldeblur.network import CONFIGS, MULTIPLE, VARIANTS, DBAFNet, NetConfig, build, count_parameters, deepen
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -103,3 +103,32 @@ def test_training_with_branch_images_backpropagates():
     out = net(torch.rand(1, 3, 16, 16), branch_images=True)
     (out.image.mean() + out.local_image.mean() + out.global_image.mean()).backward()
     assert net.local_branch.head[0].weight.grad is not None
+
+
+def test_blocks_per_scale():
+    net = build(NetConfig(width=4, blocks=(1, 2, 3))).eval()
+    assert [len(s.blocks) for s in (net.local_branch.enc1, net.local_branch.enc2, net.local_branch.enc3)] == [1, 2, 3]
+    assert [len(s.blocks) for s in (net.global_branch.enc1, net.global_branch.enc2, net.global_branch.enc3)] == [1, 2, 3]
+    assert NetConfig(width=4, blocks=[1, 2, 3]) == NetConfig(width=4, blocks=(1, 2, 3))  # a checkpoint's list
+    assert NetConfig(width=4, blocks=2).per_scale() == (2, 2, 2)
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 13, 9)).image.shape == (1, 3, 13, 9)
+
+
+def test_deepen_keeps_the_output_and_the_new_blocks_can_learn():
+    torch.manual_seed(0)
+    net = build(TINY).eval()
+    with torch.no_grad():  # a trained net has nonzero weights everywhere; so must the test's
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    deep = deepen(net, (1, 2, 3)).eval()
+    assert deep.config.blocks == (1, 2, 3)
+    assert count_parameters(deep) > count_parameters(net)
+    x = torch.rand(2, 3, 16, 20)
+    with torch.no_grad():
+        assert torch.equal(deep(x).image, net(x).image)
+    deep.train()
+    (deep(x).image - x.flip(-1)).square().mean().backward()
+    assert deep.local_branch.enc3.blocks[2].body[-1].weight.grad.abs().sum() > 0  # zeroed, but not stuck
+    with pytest.raises(ValueError, match="only adds blocks"):
+        deepen(deep, (1, 1, 1))

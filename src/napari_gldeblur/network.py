@@ -11,7 +11,7 @@ to a multiple of ``MULTIPLE`` and crops back.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,24 @@ VARIANTS = ("LB", "DB", "DBAF")  # Table 1: local branch only, dual branch (sum)
 
 @dataclass(frozen=True)
 class NetConfig:
-    """Size of the network: base width (doubled per scale, [37]) and residual blocks per scale."""
+    """Size of the network: base width (doubled per scale, [37]) and residual blocks per scale.
+
+    ``blocks`` is one count for all three scales (the paper: 6) or a count per scale, fine to coarse, as
+    NAFNet's ``enc_blk_nums``: a block at the coarsest scale costs the same as one at full resolution
+    (4x the channels, 1/16 the pixels) but sees 4x as far, which is what large blur needs.
+    """
 
     width: int = 64
-    blocks: int = 6
+    blocks: int | tuple[int, int, int] = 6
     variant: str = "DBAF"
+
+    def __post_init__(self):
+        if not isinstance(self.blocks, int):  # a list from a checkpoint's config becomes a tuple
+            object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+
+    def per_scale(self) -> tuple[int, int, int]:
+        b = self.blocks
+        return (b, b, b) if isinstance(b, int) else b
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,15 +89,16 @@ class Branch(nn.Module):
     turns Ψ into the branch's own restored image (the remaining two convs), used by eq. (2)/(3).
     """
 
-    def __init__(self, width: int = 64, blocks: int = 6):
+    def __init__(self, width: int = 64, blocks: Sequence[int] = (6, 6, 6)):
         super().__init__()
         w1, w2, w3 = width, 2 * width, 4 * width  # widths double per scale ([37]: 64/128/256)
+        b1, b2, b3 = blocks
         self.head = nn.Sequential(conv(3, w1, 7), act())  # 7x7 head conv ([37])
-        self.enc1 = Scale(w1, blocks)
+        self.enc1 = Scale(w1, b1)
         self.down1 = nn.Sequential(conv(w1, w2, 3, stride=2), act())  # stride-2 conv between scales ([37])
-        self.enc2 = Scale(w2, blocks)
+        self.enc2 = Scale(w2, b2)
         self.down2 = nn.Sequential(conv(w2, w3, 3, stride=2), act())
-        self.enc3 = Scale(w3, blocks)
+        self.enc3 = Scale(w3, b3)
         self.up2 = nn.Sequential(nn.ConvTranspose2d(w3, w2, 4, stride=2, padding=1), act())  # x2
         self.up1 = nn.Sequential(nn.ConvTranspose2d(w2, w1, 4, stride=2, padding=1), act())  # x2
         self.feature_conv = conv(w1, w1)  # decoder conv 1 -> Ψ
@@ -149,8 +163,8 @@ class DBAFNet(nn.Module):
             raise ValueError(f"unknown variant {config.variant!r}; choose one of {', '.join(VARIANTS)}")
         self.config = config
         w = config.width
-        self.local_branch = Branch(w, config.blocks)
-        self.global_branch = Branch(w, config.blocks) if config.variant != "LB" else None
+        self.local_branch = Branch(w, config.per_scale())
+        self.global_branch = Branch(w, config.per_scale()) if config.variant != "LB" else None
         self.attention = BranchAttention(w) if config.variant == "DBAF" else None
         self.reconstruction = Reconstruction(w)
 
@@ -195,6 +209,25 @@ def build(name_or_config: str | NetConfig = "lite", variant: str | None = None) 
     if variant is not None:
         config = NetConfig(config.width, config.blocks, variant)
     return DBAFNet(config)
+
+
+def deepen(net: DBAFNet, blocks: tuple[int, int, int]) -> DBAFNet:
+    """The same network with more residual blocks per scale, computing exactly what ``net`` computes.
+
+    New blocks come after the trained ones with their second conv zeroed, so each starts as the identity
+    (NAFNet starts its blocks the same way); training grows them from there (model card, stage 9).
+    """
+    old = net.config.per_scale()
+    if len(blocks) != 3 or any(b < a for a, b in zip(old, blocks)):
+        raise ValueError(f"cannot go from {old} to {tuple(blocks)} blocks per scale: deepen only adds blocks")
+    deep = DBAFNet(NetConfig(net.config.width, tuple(blocks), net.config.variant))
+    for block in deep.modules():
+        if isinstance(block, ResidualBlock):
+            nn.init.zeros_(block.body[-1].weight)
+            nn.init.zeros_(block.body[-1].bias)
+    missing, unexpected = deep.load_state_dict(net.state_dict(), strict=False)
+    assert not unexpected and all(".blocks." in k for k in missing), (missing, unexpected)
+    return deep
 
 
 def count_parameters(model: nn.Module) -> int:
