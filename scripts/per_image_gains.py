@@ -1,5 +1,6 @@
 """Per-image spread behind the mean PSNR gains: median, range and share of pictures improved on each
-evaluation set, and the per-picture change on nearly sharp input (0.5 px Gaussian).
+evaluation set, the per-picture change on nearly sharp input (0.5 px Gaussian), and what sharp input comes
+back as (PSNR of the output against the sharp picture itself: worst picture, and how many come back unchanged).
 
 Usage: python scripts/per_image_gains.py [--model lite|CKPT[@STRENGTH]] [--data-root data] [--tuning]
 (--tuning: the tuning sets of scripts/make_data.sh instead, which include soft content)
@@ -13,7 +14,8 @@ from evaluate import (evaluation_sets, restorer_for,  # scripts/evaluate.py: the
                       tuning_sets)
 
 from napari_gldeblur.datasets import load_pairs
-from napari_gldeblur.evaluation import nearly_sharp, psnr_gains
+from napari_gldeblur.evaluation import nearly_sharp, psnr, psnr_gains
+from napari_gldeblur.synthesis import to_uint8
 
 
 def main() -> None:
@@ -28,9 +30,14 @@ def main() -> None:
         pairs = load_pairs(roots)
         gain = np.array(psnr_gains(restore, pairs))
         near = np.array(psnr_gains(restore, [(nearly_sharp(s), s) for _, s in pairs]))
+        sharp = [to_uint8(s).astype(np.float32) / 255 for _, s in pairs]  # the 8-bit picture a user would have
+        outs = [restore(s) for s in sharp]
+        unchanged = np.mean([np.array_equal(to_uint8(o), to_uint8(s)) for o, s in zip(outs, sharp)])
+        worst = min(psnr(o, s) if not np.array_equal(to_uint8(o), to_uint8(s)) else np.inf for o, s in zip(outs, sharp))
         print(f"{name}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
               f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: mean {near.mean():+.2f},"
-              f" median {np.median(near):+.2f}, {np.mean(near >= -0.5):.0%} within 0.5 dB")
+              f" median {np.median(near):+.2f}, {np.mean(near >= -0.5):.0%} within 0.5 dB | sharp: {unchanged:.0%}"
+              f" unchanged, worst {worst:.1f} dB")
 
 
 if __name__ == "__main__":
