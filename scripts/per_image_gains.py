@@ -31,9 +31,9 @@ def main() -> None:
         gain = np.array(psnr_gains(restore, pairs))
         near = np.array(psnr_gains(restore, [(nearly_sharp(s), s) for _, s in pairs]))
         sharp = [to_uint8(s).astype(np.float32) / 255 for _, s in pairs]  # the 8-bit picture a user would have
-        outs = [restore(s) for s in sharp]
-        unchanged = np.mean([np.array_equal(to_uint8(o), to_uint8(s)) for o, s in zip(outs, sharp)])
-        worst = min(psnr(o, s) if not np.array_equal(to_uint8(o), to_uint8(s)) else np.inf for o, s in zip(outs, sharp))
+        changed = [(o, s) for o, s in ((restore(s), s) for s in sharp) if not np.array_equal(to_uint8(o), to_uint8(s))]
+        unchanged = 1 - len(changed) / len(sharp)
+        worst = min((psnr(o, s) for o, s in changed), default=np.inf)
         print(f"{name}: gain mean {gain.mean():+.2f} median {np.median(gain):+.2f} range {gain.min():+.2f}.."
               f"{gain.max():+.2f}, {np.mean(gain > 0):.0%} improved | nearly sharp: mean {near.mean():+.2f},"
               f" median {np.median(near):+.2f}, {np.mean(near >= -0.5):.0%} within 0.5 dB | sharp: {unchanged:.0%}"
