@@ -3,18 +3,22 @@ keeping its gain on blurry ones? Tuned on the tuning set (scripts/make_data.sh: 
 neither the training nor the held-out sets, plus procedural content, each also made soft and then blurred),
 never on the evaluation sets.
 
-The network runs once per input (the blurry one, and a nearly sharp copy of the target: 0.5 px Gaussian);
-every rule then reuses that change, clipped and quantised to 8 bits like the plugin's output. Rules:
+The network runs once per input (the blurry one, a nearly sharp copy of the target: 0.5 px Gaussian, and the
+8-bit target itself); every rule then reuses that change, clipped and quantised to 8 bits like the plugin's
+output. Rules:
 - fixed strength s: keep s * change (the Deblur strength slider);
 - shrink t: shrink every change towards 0 by t grey levels (drops small, noise-like changes);
 - gate on a per-image measure of the change: strength 0 below ``low``, 0.5 between, 1 from ``high``, with
   (low, high) the grid pair that keeps most gain on blurry input while nearly sharp input loses at most
-  ``--budget`` dB on average and at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB.
+  ``--budget`` dB on average, at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB and at
+  least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" is the plugin's measure
+  (``inference.change_ratio``).
 
 With ``--evaluate``, the thresholds tuned here are then applied, unchanged, to the four evaluation sets: a
 held-out check of the rules, never used to choose them.
 
-Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--json out.json] [--evaluate]
+Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--min-within 1]
+  [--min-unchanged 1] [--json out.json] [--evaluate]
 """
 from __future__ import annotations
 
@@ -23,19 +27,21 @@ import json
 from typing import Callable
 
 import numpy as np
+import torch
 from evaluate import evaluation_sets, tuning_sets  # scripts/evaluate.py
 from scipy.ndimage import gaussian_filter
 
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp
-from napari_gldeblur.inference import Deblurrer
+from napari_gldeblur.inference import Deblurrer, change_ratio
 from napari_gldeblur.synthesis import to_uint8
 
 Rule = Callable[[np.ndarray], np.ndarray]  # change -> change kept
 
 
 def gain_db(x: np.ndarray, kept: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR gain over the input of x + kept (clipped and quantised to 8 bits)."""
+    """PSNR gain over the input of x + kept (clipped and quantised to 8 bits); for sharp input (ref is x), 0 when
+    it comes back unchanged and below 0 otherwise."""
     out = np.round(np.clip(x + kept, 0, 1) * 255) / 255
     return float(10 * np.log10(max(np.mean((x - ref) ** 2), 1e-12) / max(np.mean((out - ref) ** 2), 1e-12)))
 
@@ -48,19 +54,21 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "p99.9 change": float(np.percentile(mag, 99.9)),
             "mean change": float(mag.mean()),
             "p99 change / p99 gradient": float(np.percentile(mag, 99) / max(np.percentile(np.hypot(gx, gy), 99), 1e-3)),
-            "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99))}
+            "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99)),
+            "change / detail": change_ratio(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change)))}
 
 
 def network_changes(d: Deblurrer, pairs) -> tuple[list, np.ndarray]:
-    """(8-bit input, network change, target) for each blurry input and a nearly sharp copy of its target."""
-    rows, blurry = [], []
+    """(8-bit input, network change, target) for each blurry input, a nearly sharp copy of its target and the
+    8-bit target itself (its own reference), with the kind of each input ("blurry", "nearly sharp", "sharp")."""
+    rows, kinds = [], []
     for blur, sharp in pairs:
-        for is_blurry, x in ((True, blur), (False, nearly_sharp(sharp))):
+        for kind, x in (("blurry", blur), ("nearly sharp", nearly_sharp(sharp)), ("sharp", sharp)):
             u8 = to_uint8(x)
             x = u8.astype(np.float32) / 255
-            rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, sharp))
-            blurry.append(is_blurry)
-    return rows, np.array(blurry)
+            rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, x if kind == "sharp" else sharp))
+            kinds.append(kind)
+    return rows, np.array(kinds)
 
 
 def gate(values: np.ndarray, low: float, high: float, at: dict) -> np.ndarray:
@@ -68,11 +76,12 @@ def gate(values: np.ndarray, low: float, high: float, at: dict) -> np.ndarray:
     return np.where(values >= high, at[1.0], np.where(values > low, at[0.5], 0.0))
 
 
-def summary(gains: np.ndarray, blurry: np.ndarray) -> dict[str, float]:
-    near = gains[~blurry]
-    return {"blurry_mean_db": float(gains[blurry].mean()), "blurry_improved": float(np.mean(gains[blurry] > 0)),
+def summary(gains: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
+    blurry, near = gains[kinds == "blurry"], gains[kinds == "nearly sharp"]
+    return {"blurry_mean_db": float(blurry.mean()), "blurry_improved": float(np.mean(blurry > 0)),
             "nearly_sharp_mean_db": float(near.mean()), "nearly_sharp_median_db": float(np.median(near)),
-            "nearly_sharp_within_0.5db": float(np.mean(near >= -0.5))}
+            "nearly_sharp_within_0.5db": float(np.mean(near >= -0.5)),
+            "sharp_unchanged": float(np.mean(gains[kinds == "sharp"] == 0))}
 
 
 def main() -> None:
@@ -82,56 +91,59 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=0.0, help="allowed mean loss (dB) on nearly sharp input")
     p.add_argument("--min-within", type=float, default=0.0,
                    help="least share of nearly sharp pictures that must stay within 0.5 dB (0-1)")
+    p.add_argument("--min-unchanged", type=float, default=0.0,
+                   help="least share of sharp pictures that must come back unchanged (0-1)")
     p.add_argument("--json", default=None)
     p.add_argument("--evaluate", action="store_true", help="then apply the tuned gates to the evaluation sets")
     args = p.parse_args()
     pairs = load_pairs(args.data or [r for roots in tuning_sets().values() for r in roots])
     d = Deblurrer(args.model)
-    rows, blurry = network_changes(d, pairs)
+    rows, kinds = network_changes(d, pairs)
     print(f"{len(pairs)} tuning pairs, {d!r}")
 
     def apply(rule: Rule, rows=rows) -> np.ndarray:
         return np.array([gain_db(x, rule(c), ref) for x, c, ref in rows])
 
     at = {s: apply(lambda c: s * c) for s in (1.0, 0.75, 0.5)}  # gains at fixed strengths, reused by the gates
-    results = {f"fixed strength {s}": summary(g, blurry) for s, g in at.items()}
+    results = {f"fixed strength {s}": summary(g, kinds) for s, g in at.items()}
     for t in (1, 2, 4):
         results[f"shrink {t} grey levels"] = summary(apply(lambda c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
-                                                     blurry)
+                                                     kinds)
     per_image = [measures(x, c) for x, c, _ in rows]
     gates = {}  # measure -> (low, high) tuned thresholds
     for name in per_image[0]:
         values = np.array([m[name] for m in per_image])
         best = None
-        grid = np.unique(np.percentile(values, np.linspace(0, 100, 41)))
+        grid = np.unique(np.percentile(values, np.linspace(0, 100, 101)))
         for i, low in enumerate(grid):
             for high in grid[i + 1:]:
-                s = summary(gate(values, low, high, at), blurry)
-                ok = s["nearly_sharp_mean_db"] >= -args.budget and s["nearly_sharp_within_0.5db"] >= args.min_within
+                s = summary(gate(values, low, high, at), kinds)
+                ok = (s["nearly_sharp_mean_db"] >= -args.budget and s["nearly_sharp_within_0.5db"] >= args.min_within
+                      and s["sharp_unchanged"] >= args.min_unchanged)
                 if ok and (best is None or s["blurry_mean_db"] > best[0]["blurry_mean_db"]):
                     best = (s, float(low), float(high))
         if best is None:
             results[f"gate on {name}: no thresholds meet the constraints"] = None
             continue
-        results[f"gate on {name} (0 below {best[1]:.3g}, 0.5 between, 1 from {best[2]:.3g})"] = best[0]
+        results[f"gate on {name} (0 below {best[1]:.4g}, 0.5 between, 1 from {best[2]:.4g})"] = best[0]
         gates[name] = (best[1], best[2])
     report(results)
     held_out = {}
     for set_name, roots in (evaluation_sets().items() if args.evaluate else ()):
         print(f"## {set_name}: the rules above with their tuned thresholds, unchanged")
-        ev_rows, ev_blurry = network_changes(d, load_pairs(roots))
+        ev_rows, ev_kinds = network_changes(d, load_pairs(roots))
         ev_at = {s: apply(lambda c: s * c, ev_rows) for s in (1.0, 0.5)}
-        found = {f"fixed strength {s}": summary(g, ev_blurry) for s, g in ev_at.items()}
+        found = {f"fixed strength {s}": summary(g, ev_kinds) for s, g in ev_at.items()}
         ev_measures = [measures(x, c) for x, c, _ in ev_rows]
         for name, (low, high) in gates.items():
             values = np.array([m[name] for m in ev_measures])
-            found[f"gate on {name} ({low:.3g}, {high:.3g})"] = summary(gate(values, low, high, ev_at), ev_blurry)
+            found[f"gate on {name} ({low:.4g}, {high:.4g})"] = summary(gate(values, low, high, ev_at), ev_kinds)
         report(found)
         held_out[set_name] = found
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
-                       "min_within_0.5db": args.min_within, "rules": results, "evaluation_sets": held_out}, f,
+                       "min_within_0.5db": args.min_within, "min_unchanged": args.min_unchanged, "thresholds": gates, "rules": results, "evaluation_sets": held_out}, f,
                       indent=2)
 
 
@@ -142,7 +154,7 @@ def report(results: dict) -> None:
             continue
         print(f"{name}: blurry {s['blurry_mean_db']:+.2f} dB ({s['blurry_improved']:.0%} improve); nearly sharp mean "
               f"{s['nearly_sharp_mean_db']:+.2f}, median {s['nearly_sharp_median_db']:+.2f}, "
-              f"{s['nearly_sharp_within_0.5db']:.0%} within 0.5 dB or better")
+              f"{s['nearly_sharp_within_0.5db']:.0%} within 0.5 dB or better; sharp {s['sharp_unchanged']:.0%} unchanged")
 
 
 if __name__ == "__main__":

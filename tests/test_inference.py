@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from skimage.filters import gaussian
 
 from napari_gldeblur import DeblurResult, Deblurrer
 from napari_gldeblur import inference
@@ -226,12 +227,42 @@ def test_strength_blends_input_and_full_output(tiny):
     np.testing.assert_array_equal(r.attention, tiny(img).attention)  # the maps do not depend on strength
 
 
-def test_auto_strength_from_the_mean_change():
-    x = torch.full((1, 3, 8, 8), 0.5)
+def frame_8bit(img: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) float image as the (3, H, W) 8-bit-valued frame the Deblurrer hands to auto strength."""
+    return torch.from_numpy(np.round(img * 255) / 255).float().permute(2, 0, 1)
+
+
+def test_fine_detail_measures_what_blur_removes():
+    flat = torch.full((3, 16, 16), 0.5)
+    assert inference.fine_detail(flat) == 0.0
+    x = frame_8bit(np.clip(smooth_image(64, 64) + RNG.normal(0, 0.05, (64, 64, 3)), 0, 1))
+    blurred = frame_8bit(gaussian(x.permute(1, 2, 0).numpy(), sigma=1.5, channel_axis=-1))
+    assert 0 < inference.fine_detail(blurred) < inference.fine_detail(x) / 2
+    half = frame_8bit(x.permute(1, 2, 0).numpy() * 0.5)  # lower contrast, same picture: about half the detail
+    assert inference.fine_detail(half) == pytest.approx(inference.fine_detail(x) / 2, rel=0.05)
+
+
+def test_change_ratio_is_the_mean_8bit_change_over_the_detail():
+    x = frame_8bit(0.2 + 0.6 * smooth_image(32, 32))
+    assert inference.change_ratio(x, x) == 0.0
+    assert inference.change_ratio(x, x + 0.3 / 255) == 0.0  # rounds back to the input
+    assert inference.change_ratio(x, x + 3 / 255) == pytest.approx(3 / inference.fine_detail(x))
+    assert inference.change_ratio(x, x - 3 / 255) == pytest.approx(3 / inference.fine_detail(x))
+
+
+def test_auto_strength_from_the_change_against_the_detail():
+    x = frame_8bit(0.2 + 0.6 * smooth_image(32, 32))
+    after = x + 2 / 255
+    r = inference.change_ratio(x, after)
     assert inference.auto_strength(x, x) == 0.0  # no change: leave it alone
-    assert inference.auto_strength(x, x + 0.3 / 255) == 0.0  # rounds back to the input
-    assert inference.auto_strength(x, x + 2 / 255) == 0.5
-    assert inference.auto_strength(x, x - 4 / 255) == 1.0
+    assert inference.auto_strength(x, after, levels=(r + 0.1, r + 0.2)) == 0.0
+    assert inference.auto_strength(x, after, levels=(r - 0.1, r + 0.1)) == 0.5
+    assert inference.auto_strength(x, after, levels=(r - 0.2, r - 0.1)) == 1.0
+    # the same change of 4 grey levels: all of it on a smooth frame, none on one with much fine detail
+    smooth = frame_8bit(np.full((32, 32, 3), 0.5) + np.linspace(0, 0.2, 32)[:, None, None])
+    busy = frame_8bit(RNG.uniform(0.2, 0.8, (32, 32, 3)))
+    assert inference.auto_strength(smooth, smooth + 4 / 255) == 1.0
+    assert inference.auto_strength(busy, busy + 4 / 255) == 0.0
 
 
 def test_auto_strength_is_chosen_per_frame(tiny):

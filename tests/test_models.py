@@ -123,9 +123,12 @@ def test_bundled_model_harms_soft_pictures_less_than_stage_5():
 
 
 def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone():
-    """Auto strength (the widget's and the CLI's default) on the held-out pictures of the tests above. Measured
-    when committed (fp32): global blur +1.67 dB (strength 1: +1.69), 11 of 12 sharp pictures returned unchanged,
-    nearly sharp soft pictures -1.50 dB (strength 1: -5.18). Asked: +1.5 dB, 10 of 12, -3 dB."""
+    """Auto strength (the widget's and the CLI's default) on the held-out pictures of the tests above: the
+    issue's "do no harm" per picture. Measured when committed (fp32): global blur +1.58 dB (strength 1: +1.69),
+    12 of 12 sharp pictures returned unchanged and their 12 nearly sharp copies too (their change against the
+    detail they have: at most 0.32 and 0.49, the gate starts at 0.94), nearly sharp soft pictures -1.77 dB
+    (strength 1: -5.18; two of twelve are still sharpened). Asked: +1.5 dB, 12 of 12, every nearly sharp
+    picture within 0.5 dB, -3 dB."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
@@ -133,7 +136,9 @@ def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone():
     blurred = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
     assert np.mean(psnr_gains(restore, blurred)) >= 1.5
     sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
-    assert sum(np.array_equal(restore(s), np.round(s * 255) / 255) for s in sharps) >= 10
+    assert all(np.array_equal(restore(s), np.round(s * 255) / 255) for s in sharps)
+    near = psnr_gains(restore, [(nearly_sharp(s), s) for s in sharps])
+    assert min(near) >= -0.5, np.round(near, 2)
     softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
     change = psnr_gains(restore, [(nearly_sharp(s), s) for s in softs])
     assert np.mean(change) >= -3.0, np.round(change, 2)

@@ -87,20 +87,40 @@ class DeblurResult:
     strengths: tuple[float, ...] = ()  # the strength used on each frame (chosen per frame with "auto")
 
 
-# Auto strength: the mean size of the network's change on a frame, in 8-bit grey levels, below which the frame is
-# left alone (0) and from which all of the change is kept (1); half of it in between. Tuned on the tuning set
-# (never the evaluation sets) by `scripts/tune_auto_strength.py`: the gate on "mean change" for the bundled model.
-AUTO_STRENGTH_LEVELS = (0.523, 3.25)
+# Auto strength: the network's mean change on a frame relative to the fine detail the frame already has (both in
+# 8-bit grey levels). Blurred frames lack fine detail and get large changes; sharp and soft ones have more detail
+# than the network adds. At most the first level the frame is left alone (0), from the second all of the change
+# is kept (1), half of it in between. Tuned on the tuning set (never the evaluation sets) by
+# `scripts/tune_auto_strength.py`: the gate on "change / detail" for the bundled model, under the constraint that
+# every sharp and nearly sharp tuning picture comes back unharmed.
+AUTO_STRENGTH_LEVELS = (0.94, 1.056)
+
+
+def _grey_levels(unit: torch.Tensor) -> torch.Tensor:
+    """A (C, H, W) frame in [0, 1] as the 8-bit values a saved picture would have, float."""
+    return torch.round(unit.detach().float().cpu().clamp(0, 1) * 255)
+
+
+def fine_detail(unit: torch.Tensor) -> float:
+    """Mean |grey - grey blurred by a 1 px Gaussian| of a (C, H, W) frame in [0, 1], in 8-bit grey levels."""
+    from skimage.filters import gaussian
+
+    grey = _grey_levels(unit).mean(0).numpy().astype(np.float64)
+    return float(np.abs(grey - gaussian(grey, sigma=1.0, preserve_range=True)).mean())
+
+
+def change_ratio(before: torch.Tensor, after: torch.Tensor) -> float:
+    """Mean |change| between the 8-bit input and output over the input's fine detail (``fine_detail``)."""
+    change = float((_grey_levels(after) - _grey_levels(before)).abs().mean())
+    return change / max(fine_detail(before), 1e-3) if change else 0.0
 
 
 def auto_strength(before: torch.Tensor, after: torch.Tensor,
                   levels: tuple[float, float] = AUTO_STRENGTH_LEVELS) -> float:
-    """Strength for one frame (0, 0.5 or 1) from the mean |change| between 8-bit-rounded input and output.
-
-    Nearly sharp and soft pictures get small changes and are left alone; blurred ones get large ones."""
-    change = (torch.round(after.float().clamp(0, 1) * 255) - torch.round(before.float().clamp(0, 1) * 255)).abs()
-    mean = float(change.mean())
-    return 0.0 if mean <= levels[0] else 0.5 if mean < levels[1] else 1.0
+    """Strength for one frame (0, 0.5 or 1) from ``change_ratio``: frames that already have more fine detail
+    than the network adds (sharp, nearly sharp, soft) are left alone; blurred ones get the whole change."""
+    ratio = change_ratio(before, after)
+    return 0.0 if ratio <= levels[0] else 0.5 if ratio < levels[1] else 1.0
 
 
 def strength_note(strength: Union[float, str], result: "DeblurResult") -> str:
@@ -557,7 +577,7 @@ class Deblurrer:
 
         ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
         it for soft footage the network over-sharpens. ``"auto"`` picks 0, 0.5 or 1 per frame from the size of
-        the change (``auto_strength``). The feature maps do not depend on it.
+        the change against the detail the frame already has (``auto_strength``). The feature maps do not depend on it.
         """
         strength = check_strength(strength)
         used: list[float] = []
