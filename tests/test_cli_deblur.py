@@ -131,6 +131,17 @@ def test_sample_runs_end_to_end(tmp_path, tiny_checkpoint, capsys):
     assert "PSNR" in stdout
 
 
+@pytest.mark.parametrize("chosen", [0.0, 1.0])
+def test_sample_says_what_strength_1_gives_when_auto_holds_back(tmp_path, tiny_checkpoint, capsys, monkeypatch,
+                                                                 chosen):
+    from napari_gldeblur import inference
+
+    monkeypatch.setattr(inference, "auto_strength", lambda before, after: chosen)
+    code, stdout, err = run(capsys, "--sample", "-o", tmp_path / "s", "--model", tiny_checkpoint)
+    assert code == 0, err
+    assert ("with --strength 1:" in stdout) == (chosen < 1), stdout
+
+
 def test_strength_zero_writes_the_input_back(tmp_path, inputs, tiny_checkpoint, capsys):
     folder, _ = inputs
     code, _, err = run(capsys, folder / "rgb.png", "-o", tmp_path / "o", "--model", tiny_checkpoint, "--strength", "0")

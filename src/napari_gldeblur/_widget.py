@@ -269,8 +269,9 @@ class DeblurWidget(Container):
                                     tooltip="How much of the network's change to keep: 1 = all, 0 = the input. "
                                             "Lower it if soft footage comes out over-sharpened")
         self.auto_strength = CheckBox(text="auto strength", value=True,
-                                      tooltip="Choose the strength per image from how much the network changes it: "
-                                              "nearly sharp and soft pictures are left alone (0), others get 0.5 or 1")
+                                      tooltip="Choose the strength per image from how much the network changes it "
+                                              "against the fine detail it already has: sharp and nearly sharp "
+                                              "pictures are left alone (0), blurred ones get 1 (or 0.5)")
         self.strength.enabled = not self.auto_strength.value
         self.add_features = CheckBox(text="add branch feature layers", value=True,
                                      tooltip="Also add the local/global branch features and the attention mask")
