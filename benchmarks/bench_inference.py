@@ -267,6 +267,9 @@ def run(args) -> dict:
         d32 = Deblurrer("lite", device=device, precision="fp32")
         img = test_image(*HD)
         res["lite_720p_fp32"] = {"median_s": median_time(lambda: d32(img, features=False), args.runs)[0]}
+        dauto = Deblurrer("lite", device=device)  # auto strength adds the gate (inference.change_ratio)
+        res["lite_720p_auto"] = {"median_s": median_time(lambda: dauto(img, features=False, strength="auto"),
+                                                         args.runs)[0]}
         res["lite_720p_whole"] = whole_frame(device, HD, args.runs)
         res["accuracy"] = accuracy(args.model, device, HD)
         if not args.skip_paper:
@@ -300,6 +303,7 @@ def markdown(res: dict) -> str:
         ("lite 720x1280 RGB, median (target <= 1.0 s)",
          f"**{lite['median_s']:.3f} s** on {lite['device']} ({lite['precision']}, tile {lite['tile'] or 'whole'})"),
         ("lite 720x1280 forced fp32, median", f"{res['lite_720p_fp32']['median_s']:.3f} s"),
+        ("lite 720x1280 at auto strength (the plugin's default), median", f"{res['lite_720p_auto']['median_s']:.3f} s"),
         ("lite 720x1280 whole frame (no speed tiles), median",
          ", ".join(f"{k.split('_')[0]} {v:.3f} s" for k, v in res["lite_720p_whole"].items())),
         ("lite: features overhead (target <= 10%)", f"{100 * lite['features_overhead']:+.1f}% "
