@@ -143,8 +143,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
-                       "min_within_0.5db": args.min_within, "min_unchanged": args.min_unchanged, "thresholds": gates, "rules": results, "evaluation_sets": held_out}, f,
-                      indent=2)
+                       "min_within_0.5db": args.min_within, "min_unchanged": args.min_unchanged,
+                       "thresholds": gates, "rules": results, "evaluation_sets": held_out}, f, indent=2)
 
 
 def report(results: dict) -> None:

@@ -101,18 +101,23 @@ def _grey_levels(unit: torch.Tensor) -> torch.Tensor:
     return torch.round(unit.detach().float().cpu().clamp(0, 1) * 255)
 
 
-def fine_detail(unit: torch.Tensor) -> float:
-    """Mean |grey - grey blurred by a 1 px Gaussian| of a (C, H, W) frame in [0, 1], in 8-bit grey levels."""
+def _detail_of_levels(levels: torch.Tensor) -> float:
     from skimage.filters import gaussian
 
-    grey = _grey_levels(unit).mean(0).numpy().astype(np.float64)
+    grey = levels.mean(0).numpy().astype(np.float64)
     return float(np.abs(grey - gaussian(grey, sigma=1.0, preserve_range=True)).mean())
+
+
+def fine_detail(unit: torch.Tensor) -> float:
+    """Mean |grey - grey blurred by a 1 px Gaussian| of a (C, H, W) frame in [0, 1], in 8-bit grey levels."""
+    return _detail_of_levels(_grey_levels(unit))
 
 
 def change_ratio(before: torch.Tensor, after: torch.Tensor) -> float:
     """Mean |change| between the 8-bit input and output over the input's fine detail (``fine_detail``)."""
-    change = float((_grey_levels(after) - _grey_levels(before)).abs().mean())
-    return change / max(fine_detail(before), 1e-3) if change else 0.0
+    levels = _grey_levels(before)  # rounded once, for the change and the detail
+    change = float((_grey_levels(after) - levels).abs().mean())
+    return change / max(_detail_of_levels(levels), 1e-3) if change else 0.0
 
 
 def auto_strength(before: torch.Tensor, after: torch.Tensor,
