@@ -101,3 +101,58 @@ def test_split_is_reproducible_and_keeps_training_data():
     assert [p[0][0, 0, 0] for p in va] == [p[0][0, 0, 0] for p in va2]
     tr, va = ds.split(pairs[:1], 0.5)
     assert len(tr) == 1 and va == []
+
+
+# --- the online degradation stream -----------------------------------------------------------------
+import torch  # noqa: E402
+
+from napari_gldeblur.datasets import DegradationStream, downscaled_crop  # noqa: E402
+
+
+def _sources():
+    rng = np.random.default_rng(0)
+    return [rng.random((150, 200, 3)).astype(np.float32), rng.random((120, 120, 3)).astype(np.float32)]
+
+
+@pytest.mark.parametrize("kind", ["uniform", "dynamic", "mixed"])
+def test_stream_batches_have_the_patch_shape_and_are_never_repeated(kind):
+    stream = DegradationStream(_sources(), 32, kind, seed=0, dead_leaves=0.3)
+    x1, y1 = stream.batch(3)
+    x2, y2 = stream.batch(3)
+    assert x1.shape == y1.shape == (3, 3, 32, 32)
+    assert float(x1.min()) >= 0 and float(x1.max()) <= 1
+    assert not torch.equal(y1, y2)
+
+
+def test_stream_is_reproducible_from_its_seed():
+    a = DegradationStream(_sources(), 24, "mixed", seed=3).batch(2)
+    b = DegradationStream(_sources(), 24, "mixed", seed=3).batch(2)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_stream_blurs_on_average():
+    """Blurry patches carry less fine detail than their targets (most patches are blurred)."""
+    x, y = DegradationStream(_sources(), 48, "uniform", seed=1).batch(16)
+    detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    assert detail(x) < 0.8 * detail(y)
+
+
+def test_fixed_pairs_do_not_move_the_training_stream():
+    stream = DegradationStream(_sources(), 24, "uniform", seed=2)
+    val1 = stream.fixed_pairs(2, 40, seed=9)
+    val2 = stream.fixed_pairs(2, 40, seed=9)
+    assert val1[0][0].shape == (40, 40, 3) and all(np.array_equal(a[0], b[0]) for a, b in zip(val1, val2))
+
+
+def test_downscaled_crop_shrinks_the_source():
+    src = np.zeros((400, 400, 3), np.float32)
+    src[:, ::2] = 1  # one-pixel stripes: a shrunk crop averages them
+    crop = downscaled_crop(src, 50, np.random.default_rng(0), min_scale=0.3)
+    assert crop.shape == (50, 50, 3)
+
+
+def test_stream_needs_content():
+    with pytest.raises(ValueError, match="needs source pictures"):
+        DegradationStream([], 32, dead_leaves=0)
+    with pytest.raises(ValueError, match="unknown stream kind"):
+        DegradationStream(_sources(), 32, kind="motion")

@@ -217,3 +217,91 @@ def test_torchrun_two_cpu_processes(tmp_path, tiny_ckpt, pair_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     ck = models.read_checkpoint(out)
     assert ck["step"] == 3 and ck["phase"] == "joint"
+
+
+# --- recipes, EMA, the online stream, bad settings ---------------------------------------------------
+from napari_gldeblur.training import EMA, NonFiniteLoss, check_config, load_recipe  # noqa: E402
+
+
+def test_the_bundled_recipe_loads_into_a_train_config():
+    c = load_recipe("recipes/bundled.toml", batch=64, device="cuda")
+    assert c.online and c.ema > 0 and c.phase == ["global", "joint"]
+    assert c.batch == 64 and c.device == "cuda"  # overrides win
+    assert set(c.steps) == set(c.phase) == set(c.lr)
+
+
+def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
+    (tmp_path / "r.toml").write_text('model = "lite"\nbatchsize = 4\n')
+    with pytest.raises(ValueError, match="unknown setting.*batchsize"):
+        load_recipe(tmp_path / "r.toml")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("steps", 0, "--steps must be > 0"), ("steps", -3, "--steps must be > 0"), ("batch", 0, "--batch must be"),
+    ("patch", 0, "--patch must be"), ("val_every", 0, "--val-every must be"),
+    ("checkpoint_every", 0, "--checkpoint-every must be"), ("lr", float("nan"), "--lr must be > 0"),
+    ("steps", {"joint": 0}, "for joint"),
+])
+def test_settings_that_cannot_train_are_refused_up_front(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(TrainConfig(out=str(tmp_path / "m.pt"), **{field: value}))
+
+
+def test_an_output_folder_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="is a folder"):
+        check_config(TrainConfig(out=str(tmp_path)))
+
+
+def test_ema_follows_the_weights_slowly():
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, 0.9)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    for _ in range(3):
+        ema.update(net)
+    moved = (ema.shadow["weight"] - (net.weight - 1)).mean()
+    assert 0.3 < float(moved) < 1.0  # part of the way, not all of it
+
+
+def test_online_training_runs_resumes_and_saves_the_ema(tmp_path, tiny_ckpt):
+    c = cfg(tmp_path, tiny_ckpt, phase=["global", "joint"], steps={"global": 2, "joint": 3}, online=True,
+            skimage_content=False, photos=[], dead_leaves=1.0, ema=0.9, val_count=2, val_size=32,
+            checkpoint_every=1)
+    progress = list(train(c))
+    assert [(p.phase, p.step) for p in progress] == [("global", 1), ("global", 2), ("joint", 1), ("joint", 2),
+                                                       ("joint", 3)]
+    ckpt = models.read_checkpoint(tmp_path / "out.pt")
+    assert ckpt["ema"]["updates"] == 5 and "train_weights" in ckpt
+    assert not all(torch.equal(ckpt["model"][k], ckpt["train_weights"][k]) for k in ckpt["model"])
+    c.steps = {"global": 2, "joint": 5}
+    assert [p.step for p in train(c)] == [4, 5]  # resumed in phase joint
+    assert models.read_checkpoint(tmp_path / "out.pt")["ema"]["updates"] == 7
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=3, val_fraction=0.0, checkpoint_every=1)
+    list(train(c, pairs=pairs))
+    good = models.read_checkpoint(tmp_path / "out.pt")
+    c.steps, c.lr = 30, 1e12  # resumes from step 3 at this run's learning rate
+    with pytest.raises(NonFiniteLoss, match="loss became .* keeps its last good step"):
+        list(train(c, pairs=pairs))
+    kept = models.read_checkpoint(tmp_path / "out.pt")
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.dtype.is_floating_point)
+    assert kept["step"] >= good["step"]
+
+
+def test_resuming_a_different_run_is_refused(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=2, val_fraction=0.0)
+    list(train(c, pairs=pairs))
+    c.phase = "global"
+    with pytest.raises(ValueError, match="holds a run with phase 'joint'"):
+        list(train(c, pairs=pairs))
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path, tiny_ckpt):
+    ckpt = models.read_checkpoint(tiny_ckpt)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    models.write_checkpoint(tmp_path / "nan.pt", ckpt)
+    with pytest.raises(models.CheckpointError, match="non-finite weights"):
+        models.load_model(tmp_path / "nan.pt")

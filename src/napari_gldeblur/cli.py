@@ -61,44 +61,58 @@ def _synth(args: argparse.Namespace) -> int:
 
 # --- train ----------------------------------------------------------------------------------------
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", default=[], help="dynamic-scene pairs (flat or GoPro layout); repeatable")
-    p.add_argument("--global-data", action="append", default=[], help="uniform-blur pairs for phase global")
-    p.add_argument("--joint-data", action="append", default=[],
+    p.add_argument("--recipe", default=None,
+                   help="a TOML recipe (recipes/*.toml) holding the run's settings; options given here override it")
+    p.add_argument("--data", action="append", default=None, help="dynamic-scene pairs (flat or GoPro layout); repeatable")
+    p.add_argument("--global-data", action="append", default=None, help="uniform-blur pairs for phase global")
+    p.add_argument("--joint-data", action="append", default=None,
                    help="pairs for phase joint / end2end (default: --data); repeatable")
     p.add_argument("--phase", choices=["global", "local", "joint", "all", "end2end"], default=None,
                    help="default: joint when fine-tuning a trained model, all when training from scratch")
-    p.add_argument("--model", default="lite", help="lite (bundled, fine-tune), paper, scratch:lite, or a checkpoint")
+    p.add_argument("--model", default=None, help="lite (bundled, fine-tune; default), paper, scratch:lite, or a checkpoint")
     p.add_argument("--variant", choices=["LB", "DB", "DBAF"], default=None, help="ablation variant (Table 1)")
-    p.add_argument("--steps", type=int, default=1000, help="steps per phase")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--patch", type=int, default=96)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--loss", choices=["mse", "psnr"], default="mse",
-                   help="mse: the paper's eqs. 2-4; psnr: minus per-image PSNR, so nearly sharp images count as much as blurred ones")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
-    p.add_argument("--workers", type=int, default=-1,
+    p.add_argument("--steps", type=int, default=None, help="steps per phase (default 1000)")
+    p.add_argument("--batch", type=int, default=None, help="patches per step (default 8)")
+    p.add_argument("--patch", type=int, default=None, help="patch side in pixels (default 96)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default 100)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps (default 100)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--loss", choices=["mse", "psnr"], default=None,
+                   help="mse (default): the paper's eqs. 2-4; psnr: minus per-image PSNR, so nearly sharp images count as much as blurred ones")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                   help="auto (default): bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
+    p.add_argument("--workers", type=int, default=None,
                    help="processes cutting patch batches ahead of the GPU (default: none on a CPU, up to 6 on CUDA)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-resume", action="store_true", help="start over even if -o exists")
-    p.add_argument("-o", "--out", required=True, help="checkpoint to write (and resume from)")
+    p.add_argument("-o", "--out", default=None, help="checkpoint to write (and resume from); required without --recipe")
     p.set_defaults(func=_train)
+
+
+TRAIN_OPTIONS = ("data", "global_data", "joint_data", "phase", "model", "variant", "steps", "batch", "patch", "lr",
+                 "val_every", "checkpoint_every", "device", "loss", "precision", "workers", "seed", "out")
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig of ``gldeblur train``: the recipe's settings (if any) with the given options on top."""
+    from .training import TrainConfig, load_recipe
+
+    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.recipe:
+        return load_recipe(args.recipe, **given)
+    if "out" not in given:
+        raise ValueError("give -o CHECKPOINT (or --recipe FILE)")
+    return TrainConfig(**given)
 
 
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .training import TrainConfig, distributed, train
+    from .training import distributed, train
 
-    cfg = TrainConfig(data=args.data, global_data=args.global_data, joint_data=args.joint_data, phase=args.phase,
-                      model=args.model, variant=args.variant, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
-                      val_every=args.val_every, checkpoint_every=args.checkpoint_every, out=args.out,
-                      seed=args.seed, device=args.device, precision=args.precision, loss=args.loss,
-                      workers=args.workers)
-    rank, _ = distributed(args.device)
+    cfg = train_config(args)
+    rank, _ = distributed(cfg.device)
     bar, phase = None, None
     for pr in train(cfg, resume=not args.no_resume):
         if rank != 0:
@@ -108,17 +122,18 @@ def _train(args: argparse.Namespace) -> int:
                 bar.close()
             phase = pr.phase
             tqdm.write(f"phase {pr.phase}: forward passes in {pr.precision}")
-            bar = tqdm(total=pr.total, initial=pr.step - 1, desc=f"phase {pr.phase} ({pr.phase_index + 1}/{pr.phase_count})")
+            bar = tqdm(total=pr.total, initial=pr.step - 1, desc=f"phase {pr.phase} ({pr.phase_index + 1}/{pr.phase_count})",
+                       mininterval=5)
         bar.update(1)
         post = {"loss": f"{pr.loss:.5f}"}
         if pr.val_psnr is not None:
             post["val_psnr"] = f"{pr.val_psnr:.2f}"
             tqdm.write(f"{pr.phase} step {pr.step}/{pr.total} loss {pr.loss:.5f} val PSNR {pr.val_psnr:.2f} dB SSIM {pr.val_ssim:.4f}")
-        bar.set_postfix(post)
+        bar.set_postfix(post, refresh=False)
     if bar is not None:
         bar.close()
     if rank == 0:
-        print(f"saved {args.out}")
+        print(f"saved {cfg.out}")
     return 0
 
 

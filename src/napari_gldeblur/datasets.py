@@ -143,3 +143,90 @@ def split(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> tuple[li
     idx = np.random.default_rng(seed).permutation(len(pairs))
     n_val = min(int(round(len(pairs) * val_fraction)), len(pairs) - 1) if val_fraction > 0 else 0
     return [pairs[i] for i in idx[n_val:]], [pairs[i] for i in idx[:n_val]]
+
+
+# --- the online degradation stream -----------------------------------------------------------------
+STREAM_KINDS = ("uniform", "dynamic", "mixed")
+
+
+def downscaled_crop(source: np.ndarray, size: int, rng: np.random.Generator, min_scale: float) -> np.ndarray:
+    """A ``size`` x ``size`` crop of ``source`` shrunk by a random factor in [``min_scale``, 1]:
+    downscaled photographs are sharper than their originals, so targets are sharp."""
+    from skimage.transform import resize
+
+    h, w = source.shape[:2]
+    scale = rng.uniform(min(max(min_scale, size / min(h, w)), 1.0), 1.0)
+    side = min(int(np.ceil(size / scale)), h, w)
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = source[y : y + side, x : x + side]
+    if side != size:
+        crop = resize(crop, (size, size), order=1, anti_aliasing=side > size)
+    return np.clip(crop, 0, 1).astype(np.float32)
+
+
+class DegradationStream:
+    """Endless (blurry, sharp) batches, each patch a fresh crop under a fresh degradation (never the same pair).
+
+    ``kind``: ``uniform`` (a kernel from ``mix``, default ``degradations.UNIFORM_MIX``), ``dynamic`` (moving objects over a
+    drifting camera, synthesis.dynamic_scene) or ``mixed`` (``dynamic_share`` of dynamic scenes). A fraction
+    ``dead_leaves`` of the content is generated (synthesis.dead_leaves_image), refreshed as it is used.
+    """
+
+    def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
+                 dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
+                 mix: dict[str, float] | None = None):
+        if kind not in STREAM_KINDS:
+            raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
+        if not sources and dead_leaves <= 0:
+            raise ValueError("the degradation stream needs source pictures or dead-leaves content")
+        self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
+        self.dead_leaves, self.dynamic_share, self.min_scale = dead_leaves, dynamic_share, min_scale
+        self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
+        self.rng = np.random.default_rng(seed)
+        self._leaves: list[np.ndarray] = []
+
+    def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        from .synthesis import dead_leaves_image
+
+        if not self.sources or rng.random() < self.dead_leaves:
+            if len(self._leaves) < 8 or rng.random() < 0.05:  # a small pool, refreshed slowly (0.1 s each)
+                textures = [downscaled_crop(self.sources[int(rng.integers(len(self.sources)))], 128, rng, 0.3)
+                            for _ in range(2)] if self.sources else []
+                leaf = dead_leaves_image(rng, 256, textures)
+                self._leaves = (self._leaves + [leaf])[-16:]
+            src, min_scale = self._leaves[int(rng.integers(len(self._leaves)))], 0.5
+        else:
+            src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
+        crop = downscaled_crop(src, size, rng, min_scale)
+        crop = np.rot90(crop, int(rng.integers(4)))
+        return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+    def pair(self, rng: np.random.Generator, size: int | None = None) -> Pair:
+        """One fresh (blurry, sharp) pair of ``size`` (default: the patch size)."""
+        from . import degradations as dg
+        from .synthesis import dynamic_scene
+
+        size = size or self.patch
+        if self.kind == "dynamic" or (self.kind == "mixed" and rng.random() < self.dynamic_share):
+            margin = 16
+            bg = self._content(rng, size + 2 * margin)
+            others = [self._content(rng, size // 2 + 2) for _ in range(2)]
+            blurred, sharp = dynamic_scene(bg, others, rng, size, camera_px=rng.uniform(0, 12),
+                                           object_px=(4.0, 36.0))
+            return dg.camera(dg.to_linear(blurred), rng), sharp
+        _, kernel = dg.random_kernel(rng, self.mix or dg.UNIFORM_MIX)
+        pad = kernel.shape[0] // 2 + 1
+        return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))
+        return to_tensor(blurs), to_tensor(sharps)
+
+    def fixed_pairs(self, count: int, size: int, seed: int) -> list[Pair]:
+        """``count`` reproducible pairs from a separate seed: a validation set for the stream."""
+        rng = np.random.default_rng([seed, 7])
+        kept, self._leaves = self._leaves, []  # own dead-leaves pool: the same pairs whatever came before
+        try:
+            return [self.pair(rng, size) for _ in range(count)]
+        finally:
+            self._leaves = kept

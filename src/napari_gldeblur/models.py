@@ -79,6 +79,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> D
         net.load_state_dict(ckpt["model"])
     except (TypeError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{source} does not match the network: {first_line(e)}") from None
+    for name, value in ckpt["model"].items():
+        if value.dtype.is_floating_point and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source} holds non-finite weights ({name}): it comes from a diverged run")
     return net
 
 

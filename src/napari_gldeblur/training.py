@@ -23,7 +23,7 @@ from torch import nn
 from . import models
 from .datasets import Pair, PatchSampler, batches, load_pairs, split, to_tensor
 from .evaluation import psnr, ssim
-from .network import CONFIGS, DBAFNet, NetConfig
+from .network import CONFIGS, DBAFNet, NetConfig, deepen
 
 PHASES = ("global", "local", "joint")
 END_TO_END = "end2end"  # LB-Net / DB-Net (and optional DBAF) trained in one go with eq. (4)
@@ -36,13 +36,22 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)  # dynamic-scene pairs (phases local, joint)
     global_data: list[str] = field(default_factory=list)  # uniform-blur pairs (phase global)
     joint_data: list[str] = field(default_factory=list)  # pairs for phases joint/end2end (default: data)
-    phase: Optional[str] = None  # global | local | joint | all | end2end; None: joint to fine-tune, else all
+    phase: Optional[str | list[str]] = None  # global | local | joint | all | end2end, or a list of phases in order;
+    # None: joint to fine-tune, else all
     model: str = "lite"  # lite (bundled weights: fine-tuning) | paper | checkpoint path | "scratch:lite"
     variant: Optional[str] = None  # LB | DB | DBAF (default: the model's)
-    steps: int = 1000  # per phase
+    deepen: Optional[list[int]] = None  # blocks per scale to grow the starting model to (network.deepen)
+    steps: int | dict[str, int] = 1000  # per phase: one number, or a table phase -> steps
     batch: int = 8
     patch: int = 96
-    lr: float = 1e-3
+    lr: float | dict[str, float] = 1e-3  # peak of each phase's cosine schedule; one number or per phase
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); the EMA is validated and saved
+    online: bool = False  # draw a fresh pair for every patch (datasets.DegradationStream) instead of reading --data
+    photos: list[str] = field(default_factory=list)  # folders of sharp photographs for the online stream
+    skimage_content: bool = True  # the online stream also crops scikit-image's training pictures
+    dead_leaves: float = 0.2  # share of online content that is generated dead leaves
+    dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
+    val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
     val_fraction: float = 0.1
     val_every: int = 100
     val_size: int = 256  # validation on centre crops of this size
@@ -105,7 +114,15 @@ def content_loss(net: nn.Module, x: torch.Tensor, x_gt: torch.Tensor, distance=m
 
 # --- phases ----------------------------------------------------------------------------------------
 def phases_for(config: TrainConfig, variant: str) -> list[str]:
-    """The phases a run goes through: ``all`` is global → local → joint for DBAF, end-to-end for LB/DB."""
+    """The phases a run goes through: ``all`` is global → local → joint for DBAF, end-to-end for LB/DB;
+    a list (from a recipe) is taken as given, each phase checked."""
+    if isinstance(config.phase, (list, tuple)):
+        for phase in config.phase:
+            if phase not in PHASES + (END_TO_END,):
+                raise ValueError(f"unknown phase {phase!r} in the phase list; choose global, local, joint or end2end")
+            if variant == "LB" and phase == "global":
+                raise ValueError("LB-Net has no global branch: phase 'global' does not apply")
+        return list(config.phase)
     phase = config.phase or ("joint" if config.model == "lite" or Path(config.model).is_file() else "all")
     if variant != "DBAF" and phase in ("all", "joint"):
         return [END_TO_END]
@@ -116,6 +133,54 @@ def phases_for(config: TrainConfig, variant: str) -> list[str]:
     if variant == "LB" and phase == "global":
         raise ValueError("LB-Net has no global branch: phase 'global' does not apply")
     return [phase]
+
+
+def per_phase(value, phase: str, name: str):
+    """A setting that is one value for every phase or a table phase -> value (recipes)."""
+    if isinstance(value, dict):
+        if phase not in value:
+            raise ValueError(f"{name} has no value for phase {phase!r} (it has {', '.join(value)})")
+        return value[phase]
+    return value
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot train, before any work: one line naming the option."""
+    positive = {"batch": config.batch, "patch": config.patch, "val_every": config.val_every,
+                "checkpoint_every": config.checkpoint_every, "val_size": config.val_size}
+    for name, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1 (got {value})")
+    for name, table in (("steps", config.steps), ("lr", config.lr)):
+        for phase, value in (table.items() if isinstance(table, dict) else [("", table)]):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name} must be > 0 (got {value}{' for ' + phase if phase else ''})")
+    if not 0 <= config.ema < 1:
+        raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
+    if not 0 <= config.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1) (got {config.val_fraction})")
+    if Path(config.out).is_dir():
+        raise ValueError(f"-o {config.out} is a folder: give the checkpoint file to write, e.g. {config.out}/model.pt")
+
+
+def load_recipe(path: str | os.PathLike, **overrides) -> TrainConfig:
+    """A TrainConfig from a TOML recipe (recipes/*.toml): its keys are TrainConfig fields; ``overrides``
+    (e.g. a GPU's larger batch) replace recipe values."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"cannot read recipe {path}: {e}") from None
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"recipe {path}: unknown setting(s) {', '.join(unknown)}")
+    return TrainConfig(**(values | {k: v for k, v in overrides.items() if v is not None}))
 
 
 def trainable(net: DBAFNet, phase: str) -> list[nn.Parameter]:
@@ -241,7 +306,7 @@ def initial_model(config: TrainConfig) -> tuple[DBAFNet, dict]:
     if name.startswith("scratch:") or name == "paper" or (name == "lite" and not models.bundled_available()):
         base = CONFIGS[name.split(":")[-1]]
         variant = config.variant or base.variant
-        return DBAFNet(NetConfig(base.width, base.blocks, variant)), {}
+        return DBAFNet(NetConfig(base.width, tuple(config.deepen) if config.deepen else base.blocks, variant)), {}
     if name == "lite":
         ckpt = models.read_checkpoint(models.verify_bundled("lite"))
     else:
@@ -249,15 +314,22 @@ def initial_model(config: TrainConfig) -> tuple[DBAFNet, dict]:
     net = models.model_from_checkpoint(ckpt, name)
     if config.variant and config.variant != net.config.variant:
         raise ValueError(f"{name} is a {net.config.variant}-Net; cannot fine-tune it as {config.variant}")
+    if config.deepen:
+        net = deepen(net, tuple(config.deepen))  # computes what the starting model computes, until trained
     return net, ckpt
 
 
 def checkpoint(net: DBAFNet, config: TrainConfig, phases: list[str], phase_index: int, step: int,
-               opt: Optional[torch.optim.Optimizer], metrics: dict, history: list) -> dict:
-    return {"config": net.config.as_dict(), "train_config": asdict(config), "phases": phases,
+               opt: Optional[torch.optim.Optimizer], metrics: dict, history: list, ema: Optional[EMA] = None) -> dict:
+    """What a run saves: ``model`` is what deblurs (the EMA when on); ``train_weights`` + ``ema`` let it resume."""
+    weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    ckpt = {"config": net.config.as_dict(), "train_config": asdict(config), "phases": phases,
             "phase": phases[phase_index], "phase_index": phase_index, "step": step,
-            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "model": ema.weights() if ema is not None else weights,
             "optimizer": opt.state_dict() if opt is not None else None, "metrics": metrics, "history": history}
+    if ema is not None:
+        ckpt |= {"train_weights": weights, "ema": {"updates": ema.updates, "decay": ema.decay}}
+    return ckpt
 
 
 def load_data(config: TrainConfig, phase: str, cache: dict) -> tuple[list[Pair], list[Pair]]:
@@ -272,13 +344,79 @@ def load_data(config: TrainConfig, phase: str, cache: dict) -> tuple[list[Pair],
     return cache[key]
 
 
+class EMA:
+    """An exponential moving average of the weights (float32), warmed up so early steps count (NAFNet, EDM)."""
+
+    def __init__(self, net: nn.Module, decay: float, state: Optional[dict] = None):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in net.state_dict().items()}
+        self.updates = 0
+        if state:
+            self.shadow.update({k: v.to(self.shadow[k].device) for k, v in state["weights"].items()})
+            self.updates = int(state["updates"])
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in net.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.float(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def weights(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.shadow.items()}
+
+
+def content_pool(config: TrainConfig) -> list[np.ndarray]:
+    """Sharp pictures the online stream crops: photograph folders plus scikit-image's training pictures."""
+    from .datasets import IMAGE_EXTS, read_image
+    from .synthesis import TRAIN_IMAGES, skimage_images
+
+    pool = []
+    for folder in config.photos:
+        files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTS) if Path(folder).is_dir() else []
+        if not files:
+            raise ValueError(f"no photographs in {folder} (scripts/fetch_photos.py makes them)")
+        pool += [read_image(f) for f in files]
+    return pool + (skimage_images(TRAIN_IMAGES) if config.skimage_content else [])
+
+
+def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed: int):
+    """(stream, validation pairs) of a phase: uniform blur for global, dynamic scenes for local, both for joint."""
+    from .datasets import DegradationStream
+
+    kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
+    stream = DegradationStream(sources, config.patch, kind, seed, config.dead_leaves, config.dynamic_share)
+    val = DegradationStream(sources, config.val_size, kind, config.seed, config.dead_leaves, config.dynamic_share)
+    return stream, val.fixed_pairs(config.val_count, config.val_size, seed=config.seed + PHASES_SEED.get(phase, 3))
+
+
+PHASES_SEED = {"global": 0, "local": 1, "joint": 2}
+
+
+def check_same_run(saved: dict, config: TrainConfig, out: Path) -> None:
+    """Resuming continues the run ``out`` holds: a different model, phase, variant or growth is refused."""
+    for key in ("model", "phase", "variant", "deepen"):
+        if key in saved and saved[key] != getattr(config, key):
+            raise ValueError(f"{out} holds a run with {key} {saved[key]!r}, not {getattr(config, key)!r}: "
+                             f"use another -o, or --no-resume to start over")
+
+
+class NonFiniteLoss(ValueError):
+    """The loss became NaN or infinite: the run stops, the last written checkpoint stays as it was."""
+
+
 # --- the loop --------------------------------------------------------------------------------------
 def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Sequence[Pair] | None = None,
           resume: bool = True) -> Iterator[Progress]:
     """Run the configured phases, yielding Progress each step; writes ``config.out`` (resumes from it).
 
-    ``pairs`` (in-memory (blur, sharp) arrays, e.g. napari layers) replace ``config.data`` for every phase.
+    ``pairs`` (in-memory (blur, sharp) arrays, e.g. napari layers) replace ``config.data`` for every phase;
+    ``config.online`` draws fresh pairs instead. A non-finite loss raises NonFiniteLoss and writes nothing.
     """
+    check_config(config)
     rank, world = distributed(config.device)
     device = pick_device(config.device)
     if device.startswith("cuda") and world > 1:
@@ -288,7 +426,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
     state: dict = {}
     if resume and out.is_file():
         state = models.read_checkpoint(out)
-        net = models.model_from_checkpoint(state, str(out))
+        check_same_run(state.get("train_config", {}), config, out)
+        net = models.model_from_checkpoint(state | {"model": state.get("train_weights", state["model"])}, str(out))
     else:
         net, _ = initial_model(config)
     phases = state.get("phases") or phases_for(config, net.config.variant)
@@ -297,64 +436,95 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
     net.to(device)
     amp = autocast_dtype(net.eval(), device, config.precision)
     net.train()
+    ema = EMA(net, config.ema, {"weights": state["model"], **state["ema"]} if "ema" in state else None) \
+        if config.ema else None
     cache: dict = {}
     if pairs is not None:
         in_memory = split(list(pairs), config.val_fraction, config.seed)
         cache.update({tuple(config.global_data): in_memory, tuple(config.data): in_memory, tuple(config.joint_data): in_memory})
+    sources = content_pool(config) if config.online and pairs is None else None
     metrics: dict = dict(state.get("metrics", {}))
     for pi in range(start_phase, len(phases)):
         phase = phases[pi]
+        steps, lr = per_phase(config.steps, phase, "steps"), per_phase(config.lr, phase, "lr")
         first_step = start_step if pi == start_phase else 0  # resume mid-phase only in the saved phase
-        if first_step >= config.steps:
+        if first_step >= steps:
             continue
-        train_pairs, val_pairs = load_data(config, phase, cache)
-        sampler = PatchSampler(train_pairs, config.patch, seed=config.seed * 1000 + rank * 7919 + pi * 31 + first_step)
+        seed = config.seed * 1000 + rank * 7919 + pi * 31 + first_step
+        if sources is not None:
+            sampler, val_pairs = online_data(config, phase, sources, seed)
+        else:
+            train_pairs, val_pairs = load_data(config, phase, cache)
+            sampler = PatchSampler(train_pairs, config.patch, seed=seed)
         params = trainable(net, phase)
-        opt = torch.optim.Adam(params, lr=config.lr)  # Adam with default betas (section 4.1)
+        opt = torch.optim.Adam(params, lr=lr)  # Adam with default betas (section 4.1)
         if first_step > 0 and state.get("optimizer"):
             opt.load_state_dict(state["optimizer"])
+            for group in opt.param_groups:  # this run's learning rate, not the saved one
+                group["lr"] = lr
+                group.pop("initial_lr", None)
         # the schedule continues where a resumed run stopped
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s + first_step, config.steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s + first_step, steps))
         module = _Wrapped(net, phase, config.loss)
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+        scored = copy.deepcopy(net) if ema is not None else net  # what validation measures: the EMA when on
         best = (-math.inf, None)
         t0, step = time.perf_counter(), first_step
         val_psnr = val_ssim = None
         loss_avg = None
         stream = batches(sampler, config.batch, sampler_workers(config.workers, device), device.startswith("cuda"))
-        while step < config.steps:
+
+        def save(at: int) -> None:
+            """Write the checkpoint, unless the weights went non-finite (then the last good one stays)."""
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                stream.close()
+                kept = f"{out} keeps its last good step" if out.is_file() else "nothing was saved"
+                raise NonFiniteLoss(f"the weights became non-finite at {phase} step {at} (learning rate {lr:g} "
+                                    f"too high?); {kept}")
+            models.write_checkpoint(out, checkpoint(net, config, phases, pi, at, opt, metrics, history, ema))
+        while step < steps:
             x, y = next(stream)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = optimizer_step(module, opt, x, y, device, amp)
-            sched.step()
-            step += 1
             lv = float(loss.detach())
+            if not math.isfinite(lv):
+                stream.close()
+                kept = f"{out} keeps its last good step, {models.read_checkpoint(out)['step']}" if out.is_file() \
+                    else "nothing was saved"
+                raise NonFiniteLoss(f"the loss became {lv} at {phase} step {step + 1} (learning rate {lr:g} too high?); "
+                                    f"{kept}")
+            sched.step()
+            if ema is not None:
+                ema.update(net)
+            step += 1
             loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
-            last = step == config.steps or (stop is not None and stop())
+            last = step == steps or (stop is not None and stop())
             val_psnr = val_ssim = None
             if val_pairs and (step % config.val_every == 0 or last):
-                val_psnr, val_ssim = validate(net, val_pairs, phase, config.val_size, device)
+                if ema is not None:
+                    scored.load_state_dict(ema.shadow)
+                val_psnr, val_ssim = validate(scored, val_pairs, phase, config.val_size, device)
                 metrics[phase] = {"val_psnr": val_psnr, "val_ssim": val_ssim, "step": step}
                 if val_psnr > best[0]:
-                    best = (val_psnr, copy.deepcopy(net.state_dict()))
+                    best = (val_psnr, copy.deepcopy(scored.state_dict()))
             history.append((phase, step, lv, val_psnr))
             rate = (time.perf_counter() - t0) / (step - first_step)
-            yield Progress(phase, step, config.steps, loss_avg, val_psnr, val_ssim, sched.get_last_lr()[0],
-                           rate * (config.steps - step + (len(phases) - pi - 1) * config.steps), pi, len(phases),
-                           "bf16" if amp is not None else "fp32")
+            left = steps - step + sum(per_phase(config.steps, p, "steps") for p in phases[pi + 1:])
+            yield Progress(phase, step, steps, loss_avg, val_psnr, val_ssim, sched.get_last_lr()[0],
+                           rate * left, pi, len(phases), "bf16" if amp is not None else "fp32")
             if rank == 0 and (step % config.checkpoint_every == 0 and not last):
-                models.write_checkpoint(out, checkpoint(net, config, phases, pi, step, opt, metrics, history))
-            if last and step < config.steps:  # stopped by the user: keep the best weights and end the run
+                save(step)
+            if last and step < steps:  # stopped by the user: keep the best weights and end the run
                 if best[1] is not None:
-                    net.load_state_dict(best[1])
+                    (ema.shadow.update(best[1]) if ema is not None else net.load_state_dict(best[1]))
                 if rank == 0:
-                    models.write_checkpoint(out, checkpoint(net, config, phases, pi, step, opt, metrics, history))
+                    save(step)
                 stream.close()  # stops the batch workers
                 return
         stream.close()
         if rank == 0:
-            models.write_checkpoint(out, checkpoint(net, config, phases, pi, config.steps, opt, metrics, history))
+            save(steps)
     if world > 1:
         dist.barrier()
 

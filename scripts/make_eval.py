@@ -1,0 +1,52 @@
+"""Make the evaluation and tuning sets (never training data): data/eval/{uniform,dynamic} and
+data/tuning/{uniform,dynamic}, each NAME/{blur,sharp}/*.png at 256 x 256.
+
+Evaluation content: the held-out Debian photographs (data/photos/eval, scripts/fetch_photos.py) and the held-out
+scikit-image pictures (synthesis.HELD_OUT). Tuning content (for choosing settings such as auto strength):
+scikit-image's stereo_motorcycle views, used nowhere else. Kernels come fresh from the families
+(degradations.BLUR_MIX: blur only; sharp and nearly sharp input are measured separately) under seeds the
+training never uses. Usage (from the repo root): python scripts/make_eval.py [--out data] [--count 60]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+
+from napari_gldeblur.datasets import DegradationStream, IMAGE_EXTS, read_image
+from napari_gldeblur.degradations import BLUR_MIX
+from napari_gldeblur.synthesis import HELD_OUT, as_rgb_float, skimage_images, write_pairs
+
+SEEDS = {"eval": 90_001, "tuning": 80_001}
+
+
+def sources(which: str, photos: Path) -> list[np.ndarray]:
+    if which == "tuning":
+        left, right, _ = skimage.data.stereo_motorcycle()
+        return [as_rgb_float(left), as_rgb_float(right)]
+    files = sorted(f for f in photos.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise SystemExit(f"no photographs in {photos}: run python scripts/fetch_photos.py first")
+    return [read_image(f) for f in files] + skimage_images(HELD_OUT)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="data")
+    p.add_argument("--photos", default="data/photos/eval")
+    p.add_argument("--count", type=int, default=60)
+    p.add_argument("--size", type=int, default=256)
+    args = p.parse_args()
+    for which, seed in SEEDS.items():
+        pool = sources(which, Path(args.photos))
+        for i, kind in enumerate(("uniform", "dynamic")):
+            stream = DegradationStream(pool, args.size, kind, seed, dead_leaves=0.0, mix=BLUR_MIX)
+            target = Path(args.out) / which / kind
+            n = write_pairs(target, iter(stream.fixed_pairs(args.count, args.size, seed + i)))
+            print(f"{target}: {n} pairs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Online degradations: blur kernels from continuous families and a camera model, drawn fresh for every patch.
+
+Each function is small and composable (as KAIR's ``utils_blindsr``): a kernel family, the camera's response,
+its saturation, noise and JPEG. ``degrade_pair`` chains them into one (blurry, sharp) training pair: the sharp
+crop goes to linear light, its highlights are lifted above the clipping point (saturated light sources smear,
+as in RSBlur, Rim et al. ECCV 2022), it is blurred, clipped, given shot + read noise, returned to sRGB and
+JPEG-compressed. The kernel size follows the blur. All images are float32 (H, W, 3) in [0, 1].
+"""
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage, signal
+
+Rng = np.random.Generator
+GAMMA = 2.2  # camera response (GoPro's, Nah et al. 2017)
+
+# --- kernel families -----------------------------------------------------------------------------------
+
+
+def rasterise(points: np.ndarray, weights: np.ndarray | None = None, pad: int = 2) -> np.ndarray:
+    """A normalised kernel from sub-pixel trajectory points (bilinear splatting); its size fits the points."""
+    points = points - (points.max(0) + points.min(0)) / 2
+    half = int(np.ceil(np.abs(points).max())) + pad
+    size = 2 * half + 1
+    p = points + half
+    i0 = np.floor(p).astype(int)
+    f = p - i0
+    w = np.ones(len(p)) if weights is None else weights
+    k = np.zeros((size + 1, size + 1))
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        wy = f[:, 0] if dy else 1 - f[:, 0]
+        wx = f[:, 1] if dx else 1 - f[:, 1]
+        np.add.at(k, (i0[:, 0] + dy, i0[:, 1] + dx), w * wy * wx)
+    k = k[:size, :size]
+    return (k / k.sum()).astype(np.float32)
+
+
+def shake_kernel(rng: Rng, length: float) -> np.ndarray:
+    """Camera shake: a random trajectory of ``length`` px, straight, curved or jerky, exposed unevenly.
+
+    The velocity turns smoothly (curvature), with occasional jerks; the speed varies along the path, so some
+    parts of the streak are brighter, as a hand at 1/15 s makes them.
+    """
+    n = max(64, int(length * 8))
+    bend = rng.choice([0.0, rng.uniform(0, 1.5), rng.uniform(1.5, 4.0)])  # total turn (rad): straight/curved/more
+    wiggle = ndimage.gaussian_filter1d(rng.normal(size=n), n / 10)
+    turn = (rng.choice([-1, 1]) + 0.7 * wiggle / (wiggle.std() + 1e-8)) * bend / n
+    jerks = rng.random(n) < rng.uniform(0, 3 / n)  # a few sudden changes of direction
+    turn[jerks] += rng.normal(scale=0.8, size=jerks.sum())
+    angle = rng.uniform(0, 2 * np.pi) + np.cumsum(turn)
+    speed = np.clip(1 + rng.uniform(0, 0.8) * ndimage.gaussian_filter1d(rng.normal(size=n), n / 8) * 3, 0.2, None)
+    step = np.stack([np.sin(angle), np.cos(angle)], 1) * speed[:, None]
+    path = np.cumsum(step, 0)
+    path *= length / max(np.linalg.norm(np.diff(path, axis=0), axis=1).sum(), 1e-6)
+    return rasterise(path, weights=1 / speed)  # slower = longer exposed = brighter
+
+
+def gaussian_kernel(sigma_y: float, sigma_x: float, angle: float) -> np.ndarray:
+    """An anisotropic Gaussian rotated by ``angle`` radians, 3 sigma wide."""
+    half = max(1, int(np.ceil(3 * max(sigma_y, sigma_x))))
+    r = np.arange(-half, half + 1)
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * xx + s * yy, -s * xx + c * yy
+    k = np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
+    return (k / k.sum()).astype(np.float32)
+
+
+def defocus_kernel(radius: float) -> np.ndarray:
+    """An anti-aliased disk (out-of-focus blur), supersampled 8x."""
+    size, ss = 2 * int(np.ceil(radius)) + 3, 8
+    r = (np.arange(size * ss) + 0.5) / ss - size / 2
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    k = (yy**2 + xx**2 <= radius**2).astype(np.float64).reshape(size, ss, size, ss).mean(axis=(1, 3))
+    return (k / k.sum()).astype(np.float32)
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two blurs one after the other (e.g. shake, then slight defocus): their kernels convolved."""
+    k = signal.fftconvolve(a, b, mode="full").clip(0)
+    return (k / k.sum()).astype(np.float32)
+
+
+def identity_kernel() -> np.ndarray:
+    return np.ones((1, 1), np.float32)
+
+
+def random_shake(rng: Rng, low: float = 3, high: float = 45) -> np.ndarray:
+    """A shake of a length drawn log-uniformly in [low, high] px: short shakes are common, long ones happen."""
+    return shake_kernel(rng, float(np.exp(rng.uniform(np.log(low), np.log(high)))))
+
+
+def random_gaussian(rng: Rng, low: float = 0.6, high: float = 4.0) -> np.ndarray:
+    return gaussian_kernel(rng.uniform(low, high), rng.uniform(low, high), rng.uniform(0, np.pi))
+
+
+def random_defocus(rng: Rng, low: float = 1.0, high: float = 8.0) -> np.ndarray:
+    return defocus_kernel(rng.uniform(low, high))
+
+
+def random_composite(rng: Rng) -> np.ndarray:
+    """Shake then a slight defocus or Gaussian: what a shaken, slightly misfocused camera records."""
+    slight = random_defocus(rng, 0.7, 2.5) if rng.random() < 0.5 else random_gaussian(rng, 0.4, 1.5)
+    return compose(random_shake(rng), slight)
+
+
+def random_mild(rng: Rng) -> np.ndarray:
+    """Nearly sharp: a sub-pixel Gaussian or a 1-3 px shake; the network should barely change these."""
+    return gaussian_kernel(rng.uniform(0.2, 0.7), rng.uniform(0.2, 0.7), rng.uniform(0, np.pi)) \
+        if rng.random() < 0.6 else shake_kernel(rng, rng.uniform(1, 3))
+
+
+KERNEL_FAMILIES: dict[str, Callable[[Rng], np.ndarray]] = {
+    "shake": random_shake, "gaussian": random_gaussian, "defocus": random_defocus,
+    "composite": random_composite, "mild": random_mild, "identity": lambda rng: identity_kernel(),
+}
+# The share of each family in the uniform-blur stream; mild and identity pairs keep sharp input sharp.
+UNIFORM_MIX = {"shake": 0.5, "composite": 0.15, "gaussian": 0.07, "defocus": 0.08, "mild": 0.12, "identity": 0.08}
+# Blur only (no mild or identity pairs): the evaluation sets' mix; sharp input is measured on its own.
+BLUR_MIX = {"shake": 0.6, "composite": 0.2, "gaussian": 0.1, "defocus": 0.1}
+
+
+def random_kernel(rng: Rng, mix: dict[str, float] = UNIFORM_MIX) -> tuple[str, np.ndarray]:
+    """(family, kernel) drawn from ``mix``."""
+    names = list(mix)
+    p = np.array([mix[n] for n in names], float)
+    name = names[int(rng.choice(len(names), p=p / p.sum()))]
+    return name, KERNEL_FAMILIES[name](rng)
+
+
+# --- camera model -----------------------------------------------------------------------------------
+
+
+def to_linear(srgb: np.ndarray) -> np.ndarray:
+    return np.power(np.clip(srgb, 0, 1), GAMMA, dtype=np.float32)
+
+
+def to_srgb(linear: np.ndarray) -> np.ndarray:
+    return np.power(np.clip(linear, 0, 1), 1 / GAMMA, dtype=np.float32)
+
+
+def lift_highlights(linear: np.ndarray, rng: Rng, threshold: float = 0.92, gain: tuple[float, float] = (1.5, 6)):
+    """Light sources are brighter than the sensor's clipping point: scale up near-white pixels (RSBlur) so that
+    after blurring they stay saturated and smear as real ones do."""
+    lum = linear.max(-1, keepdims=True)
+    mask = lum > threshold ** GAMMA
+    if not mask.any():
+        return linear
+    return np.where(mask, linear * rng.uniform(*gain), linear).astype(np.float32)
+
+
+def blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve each channel ('valid' where the caller padded; same size otherwise, reflected borders)."""
+    if kernel.size == 1:
+        return image.astype(np.float32, copy=True)
+    p = kernel.shape[0] // 2
+    padded = np.pad(image, ((p, p), (p, p), (0, 0)), mode="reflect")
+    return np.stack([signal.fftconvolve(padded[..., c], kernel, mode="valid") for c in range(image.shape[2])],
+                    -1).astype(np.float32)
+
+
+def sensor_noise(linear: np.ndarray, rng: Rng, shot: float, read: float) -> np.ndarray:
+    """Heteroscedastic Gaussian approximation of shot (variance ∝ signal) and read noise, in linear light."""
+    sigma = np.sqrt(np.clip(linear, 0, None) * shot**2 + read**2)
+    return np.clip(linear + rng.normal(size=linear.shape).astype(np.float32) * sigma, 0, 1).astype(np.float32)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """A JPEG round trip in memory: blocking, ringing and 8-bit quantisation."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+
+
+def camera(linear_blurred: np.ndarray, rng: Rng, clean: bool = False) -> np.ndarray:
+    """Clip at the sensor's white point, add noise (most of the time), return to sRGB, often as a JPEG."""
+    x = np.clip(linear_blurred, 0, 1)
+    if clean:
+        return to_srgb(x)
+    if rng.random() < 0.8:
+        x = sensor_noise(x, rng, shot=rng.uniform(0, 0.03), read=rng.uniform(0, 0.004))
+    x = to_srgb(x)
+    if rng.random() < 0.5:
+        x = jpeg(x, int(rng.integers(60, 96)))
+    return x
+
+
+def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(blurry, sharp) from a sharp sRGB crop with ``pad`` px of real content around the patch on each side.
+
+    Identity pairs stay clean (input = target) so the network learns to leave sharp pictures exactly alone.
+    """
+    crop = (slice(pad, sharp_padded.shape[0] - pad), slice(pad, sharp_padded.shape[1] - pad))
+    sharp = np.ascontiguousarray(sharp_padded[crop], dtype=np.float32)
+    if kernel.size == 1 and rng.random() < 0.5:
+        return sharp.copy(), sharp
+    linear = lift_highlights(to_linear(sharp_padded), rng) if rng.random() < 0.5 else to_linear(sharp_padded)
+    blurred = blur(linear, kernel)[crop]
+    return camera(blurred, rng), sharp

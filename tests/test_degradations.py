@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from napari_gldeblur import degradations as dg
+
+
+@pytest.mark.parametrize("family", sorted(dg.KERNEL_FAMILIES))
+def test_every_family_gives_a_normalised_non_negative_odd_kernel(family):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = dg.KERNEL_FAMILIES[family](rng)
+        assert k.ndim == 2 and k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+        assert k.min() >= 0 and abs(float(k.sum()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("length", [3, 15, 45])
+def test_shake_kernel_size_follows_its_length(length):
+    """The support of a shake spans about its length (at least half of it, at most the length + padding)."""
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        k = dg.shake_kernel(rng, length)
+        ys, xs = np.nonzero(k > 1e-6)
+        extent = max(ys.max() - ys.min(), xs.max() - xs.min())
+        assert length / 3 - 1 <= extent <= length + 2  # a curve or a jerk folds it, never into a dot
+        assert k.shape[0] <= length + 8
+
+
+def test_shake_kernels_are_fresh_and_reproducible():
+    a = dg.random_shake(np.random.default_rng(5))
+    b = dg.random_shake(np.random.default_rng(5))
+    c = dg.random_shake(np.random.default_rng(6))
+    assert np.array_equal(a, b)
+    assert a.shape != c.shape or not np.allclose(a, c)
+
+
+def test_compose_widens_the_blur():
+    shake, disk = dg.shake_kernel(np.random.default_rng(0), 10), dg.defocus_kernel(3)
+    k = dg.compose(shake, disk)
+    assert k.shape[0] == shake.shape[0] + disk.shape[0] - 1 and abs(k.sum() - 1) < 1e-5
+
+
+def test_linear_light_round_trip():
+    x = np.linspace(0, 1, 30, dtype=np.float32).reshape(10, 1, 3)
+    np.testing.assert_allclose(dg.to_srgb(dg.to_linear(x)), x, atol=1e-6)
+
+
+def test_lifted_highlights_smear_and_stay_saturated():
+    """A small white light on a dark background: lifted before the blur, its streak stays clipped at white
+    over more pixels than the same blur of the unlifted light (RSBlur's saturation)."""
+    img = np.full((41, 41, 3), 0.1, np.float32)
+    img[19:22, 19:22] = 1.0
+    k = dg.gaussian_kernel(2, 2, 0)
+    lifted = dg.blur(dg.lift_highlights(dg.to_linear(img), np.random.default_rng(0), gain=(6, 6)), k)
+    plain = dg.blur(dg.to_linear(img), k)
+    assert (np.clip(lifted, 0, 1) >= 0.999).sum() > (plain >= 0.999).sum()
+
+
+def test_sensor_noise_grows_with_signal():
+    rng = np.random.default_rng(0)
+    dark, bright = np.full((64, 64, 3), 0.05, np.float32), np.full((64, 64, 3), 0.6, np.float32)
+    assert (dg.sensor_noise(bright, rng, 0.03, 0.001) - bright).std() > 2 * (dg.sensor_noise(dark, rng, 0.03, 0.001) - dark).std()
+
+
+def test_degrade_pair_blurs_inside_its_padding():
+    rng = np.random.default_rng(0)
+    sharp = np.random.default_rng(1).random((80, 80, 3)).astype(np.float32)
+    k = dg.gaussian_kernel(2, 2, 0)
+    pad = k.shape[0] // 2 + 1
+    blurry, target = dg.degrade_pair(sharp, k, rng, pad)
+    assert blurry.shape == target.shape == (80 - 2 * pad,) * 2 + (3,)
+    np.testing.assert_array_equal(target, sharp[pad:-pad, pad:-pad])
+    assert np.abs(np.diff(blurry, axis=1)).mean() < 0.5 * np.abs(np.diff(target, axis=1)).mean()
+
+
+def test_identity_pairs_are_often_exact():
+    rng = np.random.default_rng(0)
+    sharp = np.random.default_rng(1).random((20, 20, 3)).astype(np.float32)
+    exact = sum(np.array_equal(*dg.degrade_pair(sharp, dg.identity_kernel(), rng, 1)) for _ in range(40))
+    assert 10 <= exact <= 30  # half of identity pairs are clean, the others carry only noise / JPEG
+
+
+def test_random_kernel_follows_the_mix():
+    rng = np.random.default_rng(0)
+    names = [dg.random_kernel(rng, {"shake": 0.75, "identity": 0.25})[0] for _ in range(400)]
+    assert 0.65 < names.count("shake") / 400 < 0.85
