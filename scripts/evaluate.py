@@ -1,7 +1,7 @@
-"""PSNR/SSIM table: blurry input, classical baselines and our models on the held-out synthetic sets and on
-../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
+"""PSNR/SSIM table: blurry input, classical baselines and our models on the held-out sets (scripts/make_eval.py)
+and on ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
 
-Usage: python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
+Usage (from the repo root): python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
        [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N]
 """
 from __future__ import annotations
@@ -21,17 +21,16 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro
 
 
 def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[str, list[str]]:
-    """The four evaluation sets by name: three held-out synthetic sets (scripts/make_data.sh) and GoPro."""
-    return {"held-out global": [f"{data_root}/heldout/global"],
-            "held-out global, unseen kernels": [f"{data_root}/heldout/global_unseen_kernels"],
-            "held-out dynamic": [f"{data_root}/heldout/dynamic"],
+    """The evaluation sets by name: held-out photographs under fresh uniform blur and fresh dynamic scenes
+    (scripts/make_eval.py), and real GoPro frames."""
+    return {"held-out uniform blur": [f"{data_root}/eval/uniform"],
+            "held-out dynamic scenes": [f"{data_root}/eval/dynamic"],
             "GoPro frames (real)": [gopro]}
 
 
 def tuning_sets(data_root: str = "data") -> dict[str, list[str]]:
-    """The tuning sets (scripts/make_data.sh): neither training nor evaluation data, for choosing settings."""
-    kinds = ("global", "dynamic", "softblur_mild", "softblur_dynamic")
-    return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in kinds}
+    """The tuning sets (scripts/make_eval.py): neither training nor evaluation data, for choosing settings."""
+    return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in ("uniform", "dynamic")}
 
 
 def restorer_for(model_spec: str):

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 
-from napari_gldeblur.datasets import DegradationStream, IMAGE_EXTS, read_image
+from napari_gldeblur.datasets import DegradationStream, read_image
+from napari_gldeblur.imageio import list_images
 from napari_gldeblur.degradations import BLUR_MIX
 from napari_gldeblur.synthesis import HELD_OUT, as_rgb_float, skimage_images, write_pairs
 
@@ -26,7 +27,7 @@ def sources(which: str, photos: Path) -> list[np.ndarray]:
     if which == "tuning":
         left, right, _ = skimage.data.stereo_motorcycle()
         return [as_rgb_float(left), as_rgb_float(right)]
-    files = sorted(f for f in photos.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    files = list_images(photos) if photos.is_dir() else []
     if not files:
         raise SystemExit(f"no photographs in {photos}: run python scripts/fetch_photos.py first")
     return [read_image(f) for f in files] + skimage_images(HELD_OUT)

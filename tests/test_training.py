@@ -202,7 +202,7 @@ def test_cli_bad_checkpoint_is_one_line_error(tmp_path, pair_dir, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     rc = main(["train", "--data", str(pair_dir), "--model", str(bad), "--steps", "1", "-o", str(tmp_path / "x.pt")])
-    assert rc == 1 and "cannot read checkpoint" in capsys.readouterr().err
+    assert rc == 1 and "is not a readable PyTorch checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from .imageio import EXTENSIONS
 LayerData = tuple[Any, dict, str]
 PathLike = Union[str, os.PathLike]
 

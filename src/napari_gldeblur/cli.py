@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +41,21 @@ def _synth(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import synthesis
-    from .datasets import IMAGE_EXTS, read_image
+    from .datasets import find_pairs, read_image
+    from .imageio import list_images
 
     if args.count < 1 or args.size < 16:
         raise ValueError("--count must be >= 1 and --size >= 16")
+    if not 0 <= args.procedural <= 1:
+        raise ValueError(f"--procedural is a fraction of the pairs, 0 to 1 (got {args.procedural})")
+    if Path(args.out).is_dir() and any((Path(args.out) / d).is_dir() and list_images(Path(args.out) / d)
+                                       for d in ("blur", "sharp")):
+        n = len(find_pairs(args.out)) if (Path(args.out) / "sharp").is_dir() else 0
+        raise ValueError(f"{args.out} already holds pairs ({n}): write to another -o or remove them first")
     if args.sharp_dir:
-        files = sorted(f for f in Path(args.sharp_dir).iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        if not Path(args.sharp_dir).is_dir():
+            raise ValueError(f"{args.sharp_dir}: no such folder")
+        files = list_images(args.sharp_dir)
         if not files:
             raise ValueError(f"no images in {args.sharp_dir}")
         sources = [read_image(f) for f in files]
@@ -176,6 +185,8 @@ def _add_deblur(p: argparse.ArgumentParser) -> None:
                         "or auto (default): 0, 0.5 or 1 per image from the size of the change against the detail it has")
     p.add_argument("--features", action="store_true",
                    help="also write <stem>_local.tif, <stem>_global.tif, <stem>_attention.tif (float32 maps)")
+    p.add_argument("--channel-axis", type=int, default=None,
+                   help="axis of channels (e.g. 0 for a C,Y,X TIFF): each channel is deblurred as a gray image")
     p.add_argument("--sample", action="store_true", help="deblur the bundled sample scene (no INPUT needed)")
     p.set_defaults(func=_deblur)
 
@@ -186,7 +197,6 @@ FEATURE_FILES = {"local": "local_features", "global": "global_features", "attent
 def _deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .imageio import EXTENSIONS
     from .inference import Deblurrer, check_strength
 
     if not args.inputs and not args.sample:
@@ -198,7 +208,8 @@ def _deblur(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} exists and is not a folder")
-    files, failures = _collect_inputs(args.inputs, EXTENSIONS)
+    check_output_folder(out)
+    files, failures = _collect_inputs(args.inputs)
     for message in failures:
         print(f"gldeblur deblur: {message}", file=sys.stderr)
     d = Deblurrer(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
@@ -211,7 +222,7 @@ def _deblur(args: argparse.Namespace) -> int:
     for src in bar:
         bar.set_postfix_str(src.name)
         try:
-            for written in _deblur_file(d, src, out, args.features, taken, bar, args.strength):
+            for written in _deblur_file(d, src, out, args.features, taken, bar, args.strength, args.channel_axis):
                 taken.add(written.resolve())
             ok += 1
         except (ValueError, OSError, MemoryError) as e:  # one line per bad file; the others still run
@@ -231,16 +242,29 @@ def _one_line(e: BaseException, path: Path | None = None) -> str:
     return text if path is None or str(path) in text else f"{path}: {text}"
 
 
-def _collect_inputs(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[list[Path], list[str]]:
+def check_output_folder(out: Path) -> None:
+    """Make ``out`` and check it takes files, before any image is deblurred."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise ValueError(f"-o {out} is not a writable folder ({e.strerror or e})") from None
+
+
+def _collect_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     """Image files named or inside the named folders (not recursive), and one message per unusable input."""
+    from .imageio import EXTENSIONS, list_images
+
     files: list[Path] = []
     problems: list[str] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+            found = list_images(path)
             if not found:
-                problems.append(f"{path}: no {'/'.join(e[1:] for e in extensions)} images in this folder")
+                problems.append(f"{path}: no {'/'.join(e[1:] for e in EXTENSIONS)} images in this folder")
             files += found
         elif path.is_file():
             files.append(path)
@@ -250,26 +274,32 @@ def _collect_inputs(inputs: Sequence[str], extensions: Sequence[str]) -> tuple[l
 
 
 def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None,
-                 strength: Union[float, str] = 1.0) -> list[Path]:
+                 strength: Union[float, str] = 1.0, channel_axis: Optional[int] = None) -> list[Path]:
     """Deblur one file into ``out`` (same name and format); returns the paths written."""
     from .imageio import read_image_file, write_image_file
 
     target = out / src.name
     if target.resolve() == src.resolve():
         raise ValueError(f"the output would overwrite the input; choose another -o than {out}")
-    if target.resolve() in taken:
-        raise ValueError(f"another input already wrote {target}; rename one of them")
+    planned = [target] + ([feature_path(out, src.stem, role) for role in FEATURE_FILES] if features else [])
+    for path in planned:
+        if path.resolve() in taken:
+            raise ValueError(f"another input already wrote {path}; rename one of them")
     image = read_image_file(src)
 
     def progress(done: int, total: int) -> None:
         if bar is not None and total > 1:
             bar.set_postfix_str(f"{src.name} tile {done}/{total}")
 
-    result = d(image, progress=progress, features=features, strength=strength)
+    result = d(image, progress=progress, features=features, strength=strength, channel_axis=channel_axis)
     written = [write_image_file(target, result.image)]
     if features:
         written += _write_features(result, out, src.stem)
     return written
+
+
+def feature_path(out: Path, stem: str, role: str) -> Path:
+    return out / f"{stem}_{role}.tif"
 
 
 def _write_features(result, out: Path, stem: str) -> list[Path]:
@@ -279,7 +309,7 @@ def _write_features(result, out: Path, stem: str) -> list[Path]:
     for role in ("local", "global", "attention"):
         arr = getattr(result, FEATURE_FILES[role])
         if arr is not None:  # LB/DB variants have no global branch / attention
-            written.append(write_image_file(out / f"{stem}_{role}.tif", arr))
+            written.append(write_image_file(feature_path(out, stem, role), arr))
     return written
 
 

@@ -8,20 +8,27 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 Pair = tuple[np.ndarray, np.ndarray]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] from an 8/16-bit or float, gray or RGB(A) file; ValueError names the file."""
     from .imageio import read_image_file
+    from .inference import to_unit, value_range
     from .synthesis import as_rgb_float
 
-    return as_rgb_float(read_image_file(path))  # keeps 16-bit colour PNG/TIFF precision
+    image = read_image_file(path)  # keeps 16-bit colour PNG/TIFF precision
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+        raise ValueError(f"{path}: expected one gray or RGB(A) picture, got an array of shape {image.shape}")
+    if image.dtype.kind == "f":  # float data in any range: mapped as gldeblur deblur maps it, not clipped
+        image = to_unit(image, *value_range(image))
+    return as_rgb_float(image)
 
 
 def _images(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.is_file()}
+    from .imageio import list_images
+
+    return {p.name: p for p in list_images(folder)}
 
 
 def _match(blur_dir: Path, sharp_dir: Path) -> list[tuple[Path, Path]]:

@@ -4,7 +4,7 @@
 and TIFF of any real dtype and any stack shape. Palette, 1-bit and CMYK files become RGB(A)/gray uint8;
 8-bit gray+alpha becomes RGBA. ``write_image_file`` writes atomically (temp file in the same folder,
 then rename), so an interrupted or failed write never leaves half a file. Pillow reads 16-bit colour PNGs
-as 8-bit, so those are decoded here with numpy (all five PNG filters) and encoded with zlib directly.
+as 8-bit, so those go through imagecodecs (libpng) instead.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import struct
 import tempfile
 import warnings
-import zlib
 from pathlib import Path
 from typing import Union
 
@@ -31,6 +30,13 @@ def image_format(path: PathLike) -> str:
     if ext not in FORMATS:
         raise ValueError(f"{path}: unsupported image format {ext or '(no extension)'}; use {', '.join(EXTENSIONS)}")
     return FORMATS[ext]
+
+
+def list_images(folder: PathLike) -> list[Path]:
+    """The image files in ``folder`` by name: known extensions, hidden files (e.g. an interrupted write's
+    ``.name.XXXX.png`` temp file) left out."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in EXTENSIONS and p.is_file() and not p.name.startswith("."))
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -88,73 +94,21 @@ def _png_is_16bit_colour(path: Path) -> bool:
     return head[24] == 16 and head[25] in (2, 4, 6)  # bit depth 16; colour RGB, gray+alpha, RGBA
 
 
-def _png_chunks(data: bytes):
-    if data[:8] != PNG_SIGNATURE:
-        raise ValueError("not a PNG file")
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        yield kind, data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IEND":
-            return
-
-
 def decode_png(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced 8/16-bit gray/RGB/gray-alpha/RGBA PNG exactly (numpy; used for 16-bit colour)."""
-    header, idat = None, []
-    for kind, body in _png_chunks(data):
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-    if header is None or not idat:
-        raise ValueError("broken PNG (no IHDR or IDAT chunk)")
-    w, h, depth, colour, _, _, interlace = header
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour)
-    if channels is None or depth not in (8, 16):
-        raise ValueError(f"PNG colour type {colour} at {depth} bits is not supported by the exact decoder")
-    if interlace:
-        raise ValueError("interlaced 16-bit colour PNGs are not supported: re-save without interlacing")
-    bpp = channels * depth // 8
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    if raw.size != h * (1 + w * bpp):
-        raise ValueError("truncated PNG image data")
-    rows = raw.reshape(h, 1 + w * bpp)
-    pixels = unfilter_png(rows[:, 0], rows[:, 1:].reshape(h, w, bpp))
-    dtype = ">u2" if depth == 16 else np.uint8
-    out = pixels.reshape(h, -1).view(dtype).reshape(h, w, channels).astype(np.dtype(dtype).newbyteorder("="))
-    if colour == 4:  # gray + alpha -> RGBA, the layout the rest of the package understands
+    """A PNG's pixels exactly, 16-bit colour included (imagecodecs/libpng); refuses decompression bombs by the
+    size in its header (Pillow's limit: ``PIL.Image.MAX_IMAGE_PIXELS``, doubled as Pillow does)."""
+    import imagecodecs
+    from PIL import Image
+
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    w, h = struct.unpack(">II", data[16:24])
+    if Image.MAX_IMAGE_PIXELS and w * h > 2 * Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{w} x {h} pixels exceeds the decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS}")
+    out = np.asarray(imagecodecs.png_decode(data))
+    if out.ndim == 3 and out.shape[-1] == 2:  # gray + alpha -> RGBA, the layout the rest of the package understands
         out = np.concatenate([np.repeat(out[..., :1], 3, axis=-1), out[..., 1:]], axis=-1)
-    return out[..., 0] if channels == 1 else out
-
-
-def unfilter_png(filters: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Undo PNG row filters on (H, W, bpp) bytes.
-
-    Sub/Average/Paeth depend on the reconstructed left pixel, so rows are not independent: the pixels are
-    swept along anti-diagonals (r + x = const), whose left, up and up-left neighbours are all done.
-    """
-    h, w, _ = f.shape
-    if not np.any(filters):
-        return f.copy()
-    if filters.max() > 4:
-        raise ValueError(f"bad PNG filter type {int(filters.max())}")
-    r = np.zeros((h + 1, w + 1, f.shape[2]), np.int16)  # one zero row/column of padding above and left
-    ft = filters.astype(np.int16)
-    fi = f.astype(np.int16)
-    for d in range(h + w - 1):
-        y = np.arange(max(0, d - w + 1), min(h, d + 1))
-        x = d - y
-        a, b, c = r[y + 1, x], r[y, x + 1], r[y, x]
-        kind = ft[y][:, None]
-        p = a + b - c
-        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [a, b, (a + b) // 2, paeth], 0)
-        r[y + 1, x + 1] = (fi[y, x] + pred) & 0xFF
-    return r[1:, 1:].astype(np.uint8)
+    return out
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -167,12 +121,17 @@ def write_image_file(path: PathLike, array: np.ndarray) -> Path:
     path = Path(path)
     fmt = image_format(path)
     array = np.asarray(array)
+    if not array.dtype.isnative:  # big-endian data (e.g. from a FITS or TIFF reader): same values, native order
+        array = array.astype(array.dtype.newbyteorder("="))
     check_writable(array, fmt, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         _write(Path(tmp), array, fmt)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an image is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -210,21 +169,12 @@ def _write(path: Path, array: np.ndarray, fmt: str) -> None:
         from PIL import Image
 
         options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-        im = Image.fromarray(array.astype(array.dtype.newbyteorder("="), copy=False))
+        im = Image.fromarray(array)
         im.save(path, format=fmt, **options)
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """A PNG of a uint8/uint16 gray/RGB/RGBA array (filter 0, zlib), for what Pillow cannot write."""
-    depth = array.dtype.itemsize * 8
-    h, w = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    colour = {1: 0, 3: 2, 4: 6}[channels]
-    rows = array.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()
+    """A PNG of a uint8/uint16 gray/RGB/RGBA array (imagecodecs/libpng), for what Pillow cannot write."""
+    import imagecodecs
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return imagecodecs.png_encode(np.ascontiguousarray(array), level=6)

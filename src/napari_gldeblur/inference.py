@@ -39,7 +39,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, NamedTuple, Optional, Union
 
 import numpy as np
@@ -85,6 +85,28 @@ class DeblurResult:
     tile: Optional[tuple[int, int]] = None  # (height, width) of the tiles used last; None: whole frames
     seconds: float = 0.0
     strengths: tuple[float, ...] = ()  # the strength used on each frame (chosen per frame with "auto")
+
+    def moved_axis(self, source: int, destination: int) -> "DeblurResult":
+        """The same result with one stack axis moved (channels back to where the input had them)."""
+        move = lambda a: None if a is None else np.moveaxis(a, source, destination)  # noqa: E731
+        return replace(self, image=move(self.image), local_features=move(self.local_features),
+                                   global_features=move(self.global_features), attention=move(self.attention))
+
+
+def channel_axis_of(shape: tuple[int, ...], rgb: Optional[bool], channel_axis: Optional[int]) -> Optional[int]:
+    """The axis to deblur channel by channel: ``channel_axis`` if given (checked), else a last axis of 1 or 2
+    channels (gray or two-channel microscopy), which is never a spatial axis; None for none."""
+    if channel_axis is not None:
+        if rgb:
+            raise ValueError("an RGB image has its colours in the last axis: give no channel axis")
+        if not -len(shape) <= int(channel_axis) < len(shape):
+            raise ValueError(f"channel axis {channel_axis} does not exist in an image of shape {shape}")
+        if len(shape) < 3:
+            raise ValueError(f"a {len(shape)}-D image of shape {shape} has no channel axis to split")
+        return int(channel_axis) % len(shape)
+    if rgb is None and len(shape) >= 3 and shape[-1] in (1, 2):
+        return len(shape) - 1
+    return None
 
 
 # Auto strength: the network's mean change on a frame relative to the fine detail the frame already has (both in
@@ -411,9 +433,11 @@ def choose_tile(height: int, width: int, pixel_bytes: int, budget: int, overlap:
         if th * min(wp, MIN_TILE) > area:
             continue
         cols = max(1, -(-wp // (area // th)))
-        while _span(wp, cols, overlap) * th > area:
+        while cols <= wp // MULTIPLE and _span(wp, cols, overlap) * th > area:  # overlaps can make it never fit
             cols += 1
         tw = _span(wp, cols, overlap)
+        if tw * th > area:
+            continue
         if tw <= overlap + MULTIPLE and tw < wp:
             continue
         count = len(tile_starts(hp, th, overlap)) * len(tile_starts(wp, tw, overlap))
@@ -563,9 +587,10 @@ class Deblurrer:
 
     def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
                  cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
-                 features: bool = True, strength: Union[float, str] = 1.0) -> DeblurResult:
+                 features: bool = True, strength: Union[float, str] = 1.0,
+                 channel_axis: Optional[int] = None) -> DeblurResult:
         """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
-        steps = self.steps(image, rgb=rgb, features=features, strength=strength)
+        steps = self.steps(image, rgb=rgb, features=features, strength=strength, channel_axis=channel_axis)
         for item in steps:
             if isinstance(item, DeblurResult):
                 return item
@@ -577,18 +602,31 @@ class Deblurrer:
         raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
 
     def steps(self, image, rgb: Optional[bool] = None, features: bool = True,
-              strength: Union[float, str] = 1.0) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
+              strength: Union[float, str] = 1.0,
+              channel_axis: Optional[int] = None) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
         """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned).
 
         ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
         it for soft footage the network over-sharpens. ``"auto"`` picks 0, 0.5 or 1 per frame from the size of
         the change against the detail the frame already has (``auto_strength``). The feature maps do not depend on it.
+        ``channel_axis``: an axis of channels, each deblurred as a gray image; a last axis of 1 or 2 is one
+        (not a spatial axis) unless ``rgb`` says otherwise.
         """
+        if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+            image = np.asarray(image)
+        axis = channel_axis_of(tuple(image.shape), rgb, channel_axis)
+        if axis is not None:  # channels become the leading stack axis, and go back to their place after
+            result = None
+            for item in self.steps(np.moveaxis(image, axis, 0), rgb=False, features=features, strength=strength):
+                if isinstance(item, DeblurResult):
+                    result = item.moved_axis(0, axis)
+                else:
+                    yield item
+            yield result
+            return result
         strength = check_strength(strength)
         used: list[float] = []
         t0 = time.perf_counter()
-        if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-            image = np.asarray(image)
         layout = image_layout(tuple(image.shape), rgb)
         lo, hi = value_range(image)
         outputs: dict[str, np.ndarray] = {}
@@ -614,6 +652,9 @@ class Deblurrer:
                     tile = smaller  # this frame restarts with smaller tiles; later frames keep them
                     total = done + self._tile_count(layout, tile) * (layout.frames - k)
             maps = canvas.result(layout.height, layout.width)
+            if not torch.isfinite(maps["image"]).all():
+                raise ValueError("the network returned NaN or infinite values: the model is broken "
+                                 "(a diverged training run?); use another checkpoint")
             s = auto_strength(rgb_unit, maps["image"]) if strength == "auto" else strength
             if s != 1.0:
                 maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], s)
@@ -631,8 +672,12 @@ class Deblurrer:
             return None if (th, tw) == (layout.height, layout.width) else (th, tw)
         width = self.net.config.width
         speed_cap = speed_tile_area(width) if self.device.type == "cpu" else None
-        return choose_tile(layout.height, layout.width, bytes_per_pixel(width), memory_budget(self.device),
+        tile = choose_tile(layout.height, layout.width, bytes_per_pixel(width), memory_budget(self.device),
                            self.overlap, speed_cap)
+        if tile is not None and min(tile) <= 2 * self.overlap:
+            raise ValueError(f"overlap {self.overlap} px is too large for the {tile[0]} x {tile[1]} px tiles this "
+                             f"image needs: use an overlap below {min(tile) // 2} px")
+        return tile
 
     @staticmethod
     def _canvas_size(layout: Layout, tile: Optional[tuple[int, int]]) -> tuple[int, int]:

@@ -8,6 +8,7 @@ state; its SHA-256 sits beside it in ``lite.sha256`` and is verified before load
 from __future__ import annotations
 
 import hashlib
+import pickle
 import os
 import tempfile
 import warnings
@@ -47,8 +48,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, not a torch file, or a pickle with foreign objects
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+    except Exception as e:
+        if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):  # foreign objects: never load
+            raise CheckpointError(f"{path} is refused: it holds Python objects besides tensors, and only plain "
+                                  "weight files are loaded") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or another "
+                              "format); expected a file written by gldeblur train") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path} is not a napari-gldeblur checkpoint (no 'model'/'config' entries)")
     return ckpt
@@ -61,7 +66,10 @@ def write_checkpoint(path: str | os.PathLike, ckpt: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(ckpt, tmp)
+        try:
+            torch.save(ckpt, tmp)
+        except (OSError, RuntimeError) as e:  # disk full, quota, I/O error: torch says "file write failed"
+            raise OSError(f"cannot write checkpoint {path} ({first_line(e, 120)}); the previous one is kept") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
@@ -76,9 +84,19 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> D
     """Build the network a checkpoint describes and load its weights."""
     try:
         net = DBAFNet(NetConfig(**ckpt["config"]))
-        net.load_state_dict(ckpt["model"])
-    except (TypeError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{source} does not match the network: {first_line(e)}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source} has an unknown network config {ckpt['config']}: {first_line(e)}") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(ckpt["model"]))
+    unexpected = sorted(set(ckpt["model"]) - set(expected))
+    wrong = [k for k in expected if k in ckpt["model"] and tuple(ckpt["model"][k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        k = (wrong or missing or unexpected)[0]
+        detail = (f"{k} is {tuple(ckpt['model'][k].shape)} in the file, {tuple(expected[k].shape)} in the network"
+                  if wrong else f"{k} is {'missing' if missing else 'not in the network'}")
+        raise CheckpointError(f"{source} does not match its config {NetConfig(**ckpt['config'])}: {detail} "
+                              f"({len(wrong) + len(missing) + len(unexpected)} tensors differ)")
+    net.load_state_dict(ckpt["model"])
     for name, value in ckpt["model"].items():
         if value.dtype.is_floating_point and not torch.isfinite(value).all():
             raise CheckpointError(f"{source} holds non-finite weights ({name}): it comes from a diverged run")

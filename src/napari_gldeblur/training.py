@@ -371,12 +371,13 @@ class EMA:
 
 def content_pool(config: TrainConfig) -> list[np.ndarray]:
     """Sharp pictures the online stream crops: photograph folders plus scikit-image's training pictures."""
-    from .datasets import IMAGE_EXTS, read_image
+    from .datasets import read_image
+    from .imageio import list_images
     from .synthesis import TRAIN_IMAGES, skimage_images
 
     pool = []
     for folder in config.photos:
-        files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTS) if Path(folder).is_dir() else []
+        files = list_images(folder) if Path(folder).is_dir() else []
         if not files:
             raise ValueError(f"no photographs in {folder} (scripts/fetch_photos.py makes them)")
         pool += [read_image(f) for f in files]
