@@ -139,7 +139,8 @@ def whole_frame(device: str, size: tuple[int, int], runs: int) -> dict:
 
 def accuracy(model: str, device: str, size: tuple[int, int]) -> dict:
     """PSNR (dB) of bf16 against fp32 output, and of 256-px tiles against the whole frame (image and maps)."""
-    from napari_gldeblur.inference import Deblurrer, cpu_bf16_supported, psnr
+    from napari_gldeblur.evaluation import psnr
+    from napari_gldeblur.inference import Deblurrer, cpu_bf16_supported
 
     img = test_image(*size)
     whole = Deblurrer(model, device=device, precision="fp32", tile=max(size))(img)

@@ -16,8 +16,8 @@ import numpy as np
 import skimage.data
 
 from napari_gldeblur.datasets import DegradationStream, read_image
-from napari_gldeblur.imageio import list_images
 from napari_gldeblur.degradations import BLUR_MIX
+from napari_gldeblur.imageio import list_images
 from napari_gldeblur.synthesis import HELD_OUT, as_rgb_float, skimage_images, write_pairs
 
 SEEDS = {"eval": 90_001, "tuning": 80_001}

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from evaluate import (evaluation_sets, restorer_for,  # scripts/evaluate.py: the same sets and model specs
-                      tuning_sets)
+from evaluate import evaluation_sets, restorer_for, tuning_sets  # scripts/evaluate.py: the same sets and model specs
 
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp, psnr, psnr_gains

@@ -6,11 +6,6 @@ from pathlib import Path
 import pytest
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "torch_threads: keep torch's thread settings (skip the one-thread fixture)")
-    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one; `pytest -m cuda` runs only these)")
-
-
 def pytest_runtest_setup(item):
     if item.get_closest_marker("cuda"):
         import torch

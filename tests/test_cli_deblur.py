@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from napari_gldeblur.cli import main
+from napari_gldeblur.evaluation import psnr
 from napari_gldeblur.imageio import read_image_file, write_image_file
-from napari_gldeblur.inference import psnr
 
 RNG = np.random.default_rng(0)
 

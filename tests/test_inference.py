@@ -5,11 +5,16 @@ import pytest
 import torch
 from skimage.filters import gaussian
 
-from napari_gldeblur import DeblurResult, Deblurrer
-from napari_gldeblur import inference
-from napari_gldeblur.inference import (Cancelled, Progress, choose_tile, image_layout, psnr, ramp, tile_starts,
-                                       tile_weights, value_range)
+from napari_gldeblur import Deblurrer, DeblurResult, devices, inference, tiling
+from napari_gldeblur.evaluation import psnr
+from napari_gldeblur.inference import (
+    Cancelled,
+    Progress,
+    image_layout,
+    value_range,
+)
 from napari_gldeblur.network import DBAFNet, NetConfig, build
+from napari_gldeblur.tiling import choose_tile, ramp, tile_starts, tile_weights
 
 TINY = NetConfig(width=4, blocks=1)
 RNG = np.random.default_rng(0)
@@ -389,8 +394,8 @@ def test_auto_tiles_from_a_small_memory_budget(monkeypatch):
     img = smooth_image(160, 240)
     whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
     budget_px = 96 * 96
-    monkeypatch.setattr(inference, "available_memory",
-                        lambda: int(budget_px * inference.bytes_per_pixel(TINY.width) / inference.MEMORY_FRACTION))
+    monkeypatch.setattr(tiling, "available_memory",
+                        lambda: int(budget_px * tiling.bytes_per_pixel(TINY.width) / tiling.MEMORY_FRACTION))
     calls = []
     tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, progress=lambda *a: calls.append(a))
     assert tiled.tile is not None and tiled.tile[0] * tiled.tile[1] <= budget_px
@@ -527,24 +532,24 @@ def test_fp32_request_disables_autocast(tiny):
 
 
 def test_bf16_is_not_trusted_from_the_flag_alone(monkeypatch):
-    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
-    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: False)
-    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
-    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: True)
-    monkeypatch.setattr(inference, "BF16_MIN_SPEEDUP", 1e9)  # bf16 can never be fast enough
-    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
-    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
-    monkeypatch.setattr(inference, "BF16_MIN_PSNR", 1e9)  # bf16 can never be accurate enough
-    monkeypatch.setattr(inference, "BF16_MIN_SPEEDUP", 0.0)
-    assert inference.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(devices, "_BF16_DECISIONS", {})
+    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: False)
+    assert devices.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(devices, "BF16_MIN_SPEEDUP", 1e9)  # bf16 can never be fast enough
+    assert devices.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(devices, "_BF16_DECISIONS", {})
+    monkeypatch.setattr(devices, "BF16_MIN_PSNR", 1e9)  # bf16 can never be accurate enough
+    monkeypatch.setattr(devices, "BF16_MIN_SPEEDUP", 0.0)
+    assert devices.pick_precision(tiny_net(), torch.device("cpu"), "auto") is None
 
 
 def test_bf16_decision_is_cached(monkeypatch):
-    monkeypatch.setattr(inference, "_BF16_DECISIONS", {})
+    monkeypatch.setattr(devices, "_BF16_DECISIONS", {})
     net = tiny_net()
-    first = inference.cpu_bf16_pays_off(net)
-    monkeypatch.setattr(inference, "_probe_image", lambda size: pytest.fail("measured twice"))
-    assert inference.cpu_bf16_pays_off(net) is first
+    first = devices.cpu_bf16_pays_off(net)
+    monkeypatch.setattr(devices, "_probe_image", lambda size: pytest.fail("measured twice"))
+    assert devices.cpu_bf16_pays_off(net) is first
 
 
 @pytest.mark.skipif(not inference.cpu_bf16_supported(), reason="no bf16 on this CPU")

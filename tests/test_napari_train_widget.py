@@ -11,8 +11,17 @@ pytest.importorskip("pytestqt")
 
 from napari_gldeblur import _train_widget  # noqa: E402
 from napari_gldeblur._events import models_changed  # noqa: E402
-from napari_gldeblur._train_widget import (FILE, TrainWidget, check_layer_pair, crop_box, fit_patch,  # noqa: E402
-                                           format_eta, layer_frames, next_free_path, split_counts)
+from napari_gldeblur._train_widget import (  # noqa: E402
+    FILE,
+    TrainWidget,
+    check_layer_pair,
+    crop_box,
+    fit_patch,
+    format_eta,
+    layer_frames,
+    next_free_path,
+    split_counts,
+)
 from napari_gldeblur._widget import user_models_dir  # noqa: E402
 
 pytestmark = pytest.mark.napari

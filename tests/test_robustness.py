@@ -14,8 +14,9 @@ from napari_gldeblur import models
 from napari_gldeblur.cli import main
 from napari_gldeblur.datasets import read_image
 from napari_gldeblur.imageio import list_images, read_image_file, write_image_file
-from napari_gldeblur.inference import Deblurrer, choose_tile
-from napari_gldeblur.network import DBAFNet, NetConfig
+from napari_gldeblur.inference import Deblurrer
+from napari_gldeblur.network import NetConfig
+from napari_gldeblur.tiling import choose_tile
 
 
 def finishes_within(seconds, fn, *args, **kw):

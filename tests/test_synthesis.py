@@ -1,6 +1,6 @@
 import numpy as np
-from scipy import ndimage
 import pytest
+from scipy import ndimage
 
 from napari_gldeblur import synthesis as syn
 

@@ -8,10 +8,17 @@ import torch
 
 from napari_gldeblur import models, synthesis
 from napari_gldeblur.cli import main
-from napari_gldeblur.network import DBAFNet, NetConfig
 from napari_gldeblur.evaluation import psnr
-from napari_gldeblur.training import (TrainConfig, autocast_dtype, distributed, phases_for, psnr_distance,
-                                     sampler_workers, train)
+from napari_gldeblur.network import DBAFNet, NetConfig
+from napari_gldeblur.training import (
+    TrainConfig,
+    autocast_dtype,
+    distributed,
+    phases_for,
+    psnr_distance,
+    sampler_workers,
+    train,
+)
 
 TINY = NetConfig(width=4, blocks=1)
 

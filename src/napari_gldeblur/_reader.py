@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from .imageio import EXTENSIONS
+
 LayerData = tuple[Any, dict, str]
 PathLike = Union[str, os.PathLike]
 

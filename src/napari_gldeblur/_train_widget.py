@@ -24,8 +24,19 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Sequence, 
 import napari.layers
 import napari.viewer
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton,
-                              RadioButtons, Select, SpinBox)
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    Select,
+    SpinBox,
+)
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QPointF, QRectF, Qt
@@ -33,8 +44,16 @@ from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QTabWidget, QWidget
 
 from ._events import models_changed
-from ._widget import (META_KEY, cuda_device_name, describe_error, list_user_models, reset_in_order, unwatch_layers,
-                      user_models_dir, watch_layers)
+from ._widget import (
+    META_KEY,
+    cuda_device_name,
+    describe_error,
+    list_user_models,
+    reset_in_order,
+    unwatch_layers,
+    user_models_dir,
+    watch_layers,
+)
 
 if TYPE_CHECKING:
     from napari.qt.threading import FunctionWorker, GeneratorWorker

@@ -316,8 +316,9 @@ def _write_features(result, out: Path, stem: str) -> list[Path]:
 def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1.0) -> None:
     """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
     from ._sample_data import dynamic_scene
+    from .evaluation import psnr
     from .imageio import write_image_file
-    from .inference import psnr, strength_note
+    from .inference import strength_note
 
     layers = {meta["name"].split(" (")[0]: data for data, meta, _ in dynamic_scene()}
     blurry, sharp = layers["blurry scene"], layers["sharp reference"]

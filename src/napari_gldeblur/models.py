@@ -8,8 +8,8 @@ state; its SHA-256 sits beside it in ``lite.sha256`` and is verified before load
 from __future__ import annotations
 
 import hashlib
-import pickle
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path

@@ -22,6 +22,7 @@ from torch import nn
 
 from . import models
 from .datasets import Pair, PatchSampler, batches, load_pairs, split, to_tensor
+from .devices import autocast_dtype, pick_device  # noqa: F401 (training's device policy)
 from .evaluation import psnr, ssim
 from .network import CONFIGS, DBAFNet, NetConfig, deepen
 
@@ -252,29 +253,6 @@ def validate(net: DBAFNet, pairs: Sequence[Pair], phase: str, size: int, device:
 
 
 # --- setup -----------------------------------------------------------------------------------------
-def pick_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def autocast_dtype(net: DBAFNet, device: str, precision: str = "auto") -> Optional[torch.dtype]:
-    """bf16 for autocast, or None for fp32: ``auto`` uses bf16 on CUDA and on CPUs where bf16 measures faster.
-
-    Weights, optimizer state, loss and validation stay in float32; only convolutions run in bf16.
-    """
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown training precision {precision!r}: use auto, fp32 or bf16")
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.startswith("cuda"):
-        return torch.bfloat16
-    from .inference import cpu_bf16_pays_off  # times fp32 vs bf16 once; emulated bf16 is slower
-
-    with torch.no_grad():
-        return torch.bfloat16 if device == "cpu" and cpu_bf16_pays_off(net) else None
-
-
 def sampler_workers(workers: int, device: str) -> int:
     """Batch-cutting processes: ``workers`` if set, else none on a CPU (they would take its cores) and up to
     6 on a GPU, whose steps are shorter than the ~30 ms numpy needs to cut a batch."""
@@ -291,7 +269,7 @@ def distributed(device: str = "auto") -> tuple[int, int]:
     train on GPUs (one each), gloo when they train on the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        on_gpu = pick_device(device).startswith("cuda")
+        on_gpu = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", world)), torch.cuda.device_count()
         if on_gpu and per_node > gpus:
             raise ValueError(f"torchrun started {per_node} processes per machine but it has {gpus} GPU(s): "
@@ -419,7 +397,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
     """
     check_config(config)
     rank, world = distributed(config.device)
-    device = pick_device(config.device)
+    device = str(pick_device(config.device))
     if device.startswith("cuda") and world > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
     torch.manual_seed(config.seed)
