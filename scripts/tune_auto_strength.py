@@ -1,5 +1,5 @@
 """Can a rule applied to the network's change (output - input) stop it harming nearly sharp pictures while
-keeping its gain on blurry ones? Tuned on the tuning set (scripts/make_data.sh: a real photograph that is in
+keeping its gain on blurry ones? Tuned on the tuning set (scripts/make_eval.py: a real photograph that is in
 neither the training nor the held-out sets, plus procedural content, each also made soft and then blurred),
 never on the evaluation sets.
 
@@ -87,7 +87,7 @@ def summary(gains: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="lite")
-    p.add_argument("--data", action="append", default=[], help="pairs (default: the four sets in data/tuning)")
+    p.add_argument("--data", action="append", default=[], help="pairs (default: the sets in data/tuning)")
     p.add_argument("--budget", type=float, default=0.0, help="allowed mean loss (dB) on nearly sharp input")
     p.add_argument("--min-within", type=float, default=0.0,
                    help="least share of nearly sharp pictures that must stay within 0.5 dB (0-1)")

@@ -9,18 +9,12 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_gldeblur import _train_widget  # noqa: E402
+from napari_gldeblur import _train_widget, finetune  # noqa: E402
 from napari_gldeblur._events import models_changed  # noqa: E402
 from napari_gldeblur._train_widget import (  # noqa: E402
     FILE,
     TrainWidget,
     check_layer_pair,
-    crop_box,
-    fit_patch,
-    format_eta,
-    layer_frames,
-    next_free_path,
-    split_counts,
 )
 from napari_gldeblur._widget import user_models_dir  # noqa: E402
 
@@ -89,39 +83,6 @@ def restoration_mse(checkpoint: str | Path, pairs: list) -> float:
 
 
 # --- Qt-free helpers ------------------------------------------------------------------------------
-def test_layer_frames_turn_any_dtype_gray_or_rgb_into_float_rgb():
-    rgb16 = np.full((2, 5, 6, 3), 65535, np.uint16)
-    frames = layer_frames(rgb16, rgb=True)
-    assert len(frames) == 2 and all(f.shape == (5, 6, 3) and f.dtype == np.float32 for f in frames)
-    assert np.allclose(frames[0], 1.0)
-    gray8 = np.arange(30, dtype=np.uint8).reshape(5, 6)
-    (frame,) = layer_frames(gray8, rgb=False)
-    assert frame.shape == (5, 6, 3) and np.allclose(frame[..., 0], frame[..., 2])
-    assert np.isclose(frame[0, 1, 0], 1 / 255)
-
-
-def test_fit_patch_clamps_to_the_smallest_image_or_refuses_tiny_ones():
-    assert fit_patch([(64, 80), (100, 100)], 32) == (32, None)
-    patch, note = fit_patch([(64, 80), (48, 100)], 96)
-    assert patch == 48 and "96" in note and "100x48" in note
-    with pytest.raises(ValueError, match="at least 16x16"):
-        fit_patch([(12, 40)], 96)
-
-
-def test_small_helpers():
-    assert split_counts(3, 0.34) == (2, 1) and split_counts(2, 0.2) == (2, 0) and split_counts(1, 0.9) == (1, 0)
-    assert format_eta(42) == "0:42" and format_eta(3723) == "1:02:03" and format_eta(float("nan")) == "?"
-    assert crop_box(100, 50, (90.0, 25.0), size=40) == (60, 5, 100, 45)
-    assert crop_box(30, 20, (15.0, 10.0), size=256) == (0, 0, 30, 20)
-
-
-def test_next_free_path_never_overwrites(tmp_path):
-    first = next_free_path(tmp_path)
-    assert first.name == "finetuned-1.pt"
-    first.write_bytes(b"x")
-    assert next_free_path(tmp_path).name == "finetuned-2.pt"
-
-
 def test_check_layer_pair_counts_stack_frames_and_names_mismatched_layers(make_napari_viewer):
     viewer = make_napari_viewer()
     b = viewer.add_image(np.zeros((3, 20, 24), np.uint8), name="b stack")
@@ -180,7 +141,7 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
     history = [loss for _, _, loss, _ in ckpt["history"]]  # minus PSNR in dB
     assert np.mean(history[-5:]) < np.mean(history[:5])
     assert all(v > 0 for _, v in widget.plot.loss)  # plotted as per-image MSE on the log scale
-    pairs = _train_widget.pairs_from_arrays([(b.data, b.rgb, s.data, s.rgb) for b, s in layer_pairs])
+    pairs = finetune.pairs_from_arrays([(b.data, b.rgb, s.data, s.rgb) for b, s in layer_pairs])
     assert len(pairs) == 3
     assert restoration_mse(saved, pairs) < 0.9 * restoration_mse(start, pairs)
     assert ckpt["fine_tuned_from"] == str(start) and ckpt["optimizer"] is None

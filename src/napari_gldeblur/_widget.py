@@ -25,6 +25,8 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ._events import models_changed
+from ._layers import FEATURE_ROLES, META_KEY, SUFFIX  # noqa: F401
+from .errors import describe_error  # noqa: F401 (the widgets' one-line messages)
 
 if TYPE_CHECKING:
     from napari.qt.threading import GeneratorWorker
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BROWSE = "<browse>"  # value of the model chooser's "Browse…" entry
-SUFFIX = {"image": "deblurred", "local": "local features", "global": "global features", "attention": "attention mask"}
-FEATURE_ROLES = ("local", "global", "attention")
 # Feature maps are floats in [0, 1]: perceptually uniform colormaps, one per map so they are told apart.
 FEATURE_STYLE = {
     "local": {"colormap": "magma", "opacity": 0.7},
@@ -41,7 +41,6 @@ FEATURE_STYLE = {
     "attention": {"colormap": "turbo", "opacity": 0.6},
 }
 TILE_CHOICES = [("auto", None)] + [(f"{t} px", t) for t in (128, 256, 512, 1024, 2048)]
-META_KEY = "napari_gldeblur"  # layer.metadata entry marking our outputs: {"role", "source", "source_id"}
 
 
 def user_models_dir() -> Path:
@@ -119,19 +118,6 @@ def watch_layers(viewer: Any, callback: Callable[..., None]) -> None:
 def unwatch_layers(viewer: Any, callback: Callable[..., None]) -> None:
     for name in LAYER_LIST_EVENTS:
         getattr(viewer.layers.events, name).disconnect(callback)
-
-
-def describe_error(exc: BaseException, doing: str = "deblurring",
-                   oom_advice: str = "choose a smaller tile size (e.g. 256) or the CPU device") -> str:
-    """One line for a notification: what went wrong while ``doing`` and, where we know, what to do about it."""
-    from .models import first_line
-
-    text = first_line(exc, limit=300)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return f"Out of memory while {doing}: {oom_advice}."
-    if isinstance(exc, (ValueError, OSError)):  # includes CheckpointError: messages already name the file
-        return text
-    return f"{doing.capitalize()} failed: {type(exc).__name__}: {text}"
 
 
 @dataclass

@@ -12,14 +12,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_ROLES = ("local", "global", "attention")  # the roles _widget stores in layer metadata (kept Qt-free here)
-
-
-def layer_role(attributes: dict) -> str | None:
-    """The role our Deblur widget stored in the layer's metadata (None for other layers)."""
-    meta = attributes.get("metadata") or {}
-    entry = meta.get("napari_gldeblur") or {}
-    return entry.get("role") if isinstance(entry, dict) else None
+from ._layers import FEATURE_ROLES, layer_role  # noqa: F401
 
 
 def write_image(path: str, data: Any, attributes: dict) -> list[str]:
