@@ -121,7 +121,10 @@ def test_float_values_restored_to_their_range(ident, lo, hi):
 def test_float_in_unit_range_is_not_stretched():
     assert value_range(np.array([[0.2, 0.4]], np.float32)) == (0.0, 1.0)
     assert value_range(np.array([[0.2, 3.0]], np.float32)) == pytest.approx((0.2, 3.0))
-    assert value_range(np.zeros((2, 2), np.uint16)) == (0.0, 65535.0)
+    assert value_range(np.array([[0, 40000]], np.uint16)) == (0.0, 65535.0)
+    assert value_range(np.array([[0, 4095]], np.uint16)) == (0.0, 4095.0)  # 12-bit data
+    assert value_range(np.array([[0, 4096]], np.uint16)) == (0.0, 16383.0)
+    assert value_range(np.zeros((2, 2), np.uint16)) == (0.0, 255.0)
 
 
 def test_constant_image_stays_constant(ident):
@@ -572,3 +575,20 @@ def test_use_all_cores_raises_but_never_lowers_the_thread_count():
         assert inference.use_all_cores() == n + 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_12_bit_data_deblurs_as_its_8_bit_copy():
+    """A 0-4095 uint16 picture is mapped by its 12 bits, not by 65535: the bundled model's gain on it is within
+    0.3 dB of the gain on the same picture as uint8 (before, 1/16 of the range: auto strength kept 0)."""
+    from skimage import data
+
+    sharp = data.camera()[128:384, 128:384].astype(np.float64) / 255
+    blurred = gaussian(sharp, 2.0)
+    d = Deblurrer("lite", device="cpu", precision="fp32")
+    gains = []
+    for top, dtype in ((255, np.uint8), (4095, np.uint16)):
+        x = np.round(blurred * top).astype(dtype)
+        out = d(x, strength="auto").image
+        assert out.dtype == dtype and out.max() <= top
+        gains.append(psnr(out / top, sharp) - psnr(x / top, sharp))
+    assert abs(gains[0] - gains[1]) <= 0.3, gains

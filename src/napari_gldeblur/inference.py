@@ -6,10 +6,10 @@ Images in (what napari can hold), the network in between, images out with the in
   axes (T or Z, or T and Z; at most 4-D in all), processed frame by frame. Colour is detected from a last
   axis of 3 or 4 unless ``rgb`` is given. Gray goes through the RGB network as three equal channels and the
   three output channels are averaged back to one. RGBA's alpha is copied through untouched.
-* **Values.** uint8 and uint16 are scaled by their full range (0-255, 0-65535) so 16-bit data keeps its
-  precision; floats already in [0, 1] are used as they are; any other real dtype (floats of any range, other
-  integers) is scaled by the image's min/max and restored to that range. Output is clipped to the input's
-  range (uint8/uint16: the dtype's range) and rounded for integers.
+* **Values.** uint8 is scaled by 0-255 and uint16 by the bit depth its data uses (0-4095 for 12-bit data,
+  0-65535 for full 16-bit), so it keeps its precision; floats already in [0, 1] are used as they are; any
+  other real dtype (floats of any range, other integers) is scaled by the image's min/max and restored to
+  that range. Output is clipped to that range and rounded for integers.
 * **Tiling.** Large frames are cut into overlapping tiles whose outputs are blended with raised-cosine
   (Hann) ramps across each overlap; tiles sit on the whole-image pass's 4-pixel grid (same stride-2 phase
   and border padding), so tiled and whole outputs agree to > 45 dB and no seams show. ``tile=None``
@@ -52,6 +52,7 @@ from .strength import AUTO_STRENGTH_LEVELS, auto_strength, change_ratio, check_s
 from .tiling import MIN_TILE, _Canvas, bytes_per_pixel, choose_tile, is_out_of_memory, memory_budget, speed_tile_area, tile_starts, tile_weights  # noqa: F401
 
 ModelSpec = Union[str, os.PathLike, DBAFNet]
+UINT16_DEPTHS = (8, 10, 12, 14, 16)  # bit depths uint16 data comes in (cameras, microscopes)
 MIN_SIDE = 2  # pixels: a 1-pixel-wide image has no blur to remove
 MAX_NDIM = 4
 class Cancelled(Exception):
@@ -137,12 +138,17 @@ def image_layout(shape: tuple[int, ...], rgb: Optional[bool] = None) -> Layout:
 
 
 def value_range(image) -> tuple[float, float]:
-    """(low, high) mapped to [0, 1] for the network: full range for uint8/uint16, [0, 1] or min/max otherwise."""
+    """(low, high) mapped to [0, 1] for the network: 0-255 for uint8; for uint16 the bit depth the data uses
+    (0 to 2^k - 1 for the smallest k of 8, 10, 12, 14, 16 covering its maximum: a 12-bit camera's 0-4095 is
+    not squeezed into 1/16 of the range); [0, 1] or min/max otherwise."""
     dtype = np.dtype(image.dtype)
     if dtype.kind == "b" or dtype.kind not in "uif":
         raise ValueError(f"cannot deblur {dtype} pixels: expected integer or float images")
-    if dtype in (np.uint8, np.uint16):
-        return 0.0, float(np.iinfo(dtype).max)
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    if dtype == np.uint16:
+        top = int(np.max(image))
+        return 0.0, float(next(2**k - 1 for k in UINT16_DEPTHS if top <= 2**k - 1))
     lo, hi = float(np.min(image)), float(np.max(image))
     if dtype.kind == "f" and not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("image contains NaN or infinite values: replace them before deblurring")
