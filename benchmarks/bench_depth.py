@@ -1,7 +1,7 @@
 """What residual blocks per scale cost on this machine: parameters, training steps per second (the step
 ``gldeblur train`` takes in phase joint, batch 8 of 96 px, bf16; ``bench_training.steps_per_second``) and the
 median time of ``Deblurrer`` on a 720x1280 frame (as the plugin runs it; ``bench_inference.bench_model``), for
-each ``--blocks`` (fine,mid,coarse). Random weights: speed does not depend on them. Used for the stage 9 trial.
+each ``--blocks`` (fine,mid,coarse). Random weights: speed does not depend on them. For choosing model sizes.
 Usage: python benchmarks/bench_depth.py [--blocks 1 --blocks 1,1,5 ...]
 """
 from __future__ import annotations

@@ -1,25 +1,24 @@
-"""Copy a trained checkpoint into the package as the bundled model: weights + config + metrics only (no
-optimizer state), and its SHA-256 beside it. Usage: python scripts/bundle_weights.py CKPT [--name lite]"""
+"""Copy a trained checkpoint into the package as the bundled model: weights, config and metrics only (no
+optimizer state or training weights: a recipe checkpoint's "model" is its EMA), with its SHA-256 beside it.
+
+Usage (from the repo root): python scripts/bundle_weights.py CKPT [--name lite]"""
 from __future__ import annotations
 
 import argparse
 
 from napari_gldeblur import models
 
-KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model", "stages")
+KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model")  # "model": the EMA
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("checkpoint")
     p.add_argument("--name", default="lite")
-    p.add_argument("--stage-of", action="append", default=[], help="earlier checkpoints whose metrics to record")
     args = p.parse_args()
     ckpt = models.read_checkpoint(args.checkpoint)
     models.model_from_checkpoint(ckpt, args.checkpoint)  # refuse anything that does not build
     bundled = {k: ckpt[k] for k in KEEP if k in ckpt}
-    bundled["stages"] = [{k: models.read_checkpoint(s).get(k) for k in ("phases", "step", "metrics", "train_config")}
-                         for s in args.stage_of]
     target = models.WEIGHTS_DIR / f"{args.name}.pt"
     models.write_checkpoint(target, bundled)
     digest = models.sha256(target)

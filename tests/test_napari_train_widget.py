@@ -136,7 +136,7 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
     from napari_gldeblur.models import read_checkpoint
 
     ckpt = read_checkpoint(saved)
-    assert ckpt["train_config"]["loss"] == "psnr"  # the widget's default, as the bundled model's last stage
+    assert ckpt["train_config"]["loss"] == "psnr"  # the widget's default, as the bundled recipe
     assert ckpt["train_config"]["workers"] == 0  # never forks worker processes from the viewer
     history = [loss for _, _, loss, _ in ckpt["history"]]  # minus PSNR in dB
     assert np.mean(history[-5:]) < np.mean(history[:5])

@@ -178,7 +178,7 @@ class TrainJob:
     save: Path
     preview: Optional[PreviewJob] = None
     data_label: str = ""
-    loss: str = "psnr"  # training.DISTANCES: psnr (as the bundled model's last stage) or mse (the paper's)
+    loss: str = "psnr"  # training.DISTANCES: psnr (as the bundled recipe) or mse (the paper's)
 
 
 @dataclass

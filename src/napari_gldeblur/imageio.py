@@ -177,4 +177,4 @@ def encode_png(array: np.ndarray) -> bytes:
     """A PNG of a uint8/uint16 gray/RGB/RGBA array (imagecodecs/libpng), for what Pillow cannot write."""
     import imagecodecs
 
-    return imagecodecs.png_encode(np.ascontiguousarray(array), level=6)
+    return imagecodecs.png_encode(np.ascontiguousarray(array), level=3)  # benchmarks/bench_png.py

@@ -215,7 +215,7 @@ def deepen(net: DBAFNet, blocks: tuple[int, int, int]) -> DBAFNet:
     """The same network with more residual blocks per scale, computing exactly what ``net`` computes.
 
     New blocks come after the trained ones with their second conv zeroed, so each starts as the identity
-    (NAFNet starts its blocks the same way); training grows them from there (model card, stage 9).
+    (NAFNet starts its blocks the same way); training grows them from there (recipes/bundled.toml).
     """
     old = net.config.per_scale()
     if len(blocks) != 3 or any(b < a for a, b in zip(old, blocks)):
