@@ -577,6 +577,7 @@ def test_use_all_cores_raises_but_never_lowers_the_thread_count():
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_12_bit_data_deblurs_as_its_8_bit_copy():
     """A 0-4095 uint16 picture is mapped by its 12 bits, not by 65535: the bundled model's gain on it is within
     0.3 dB of the gain on the same picture as uint8 (before, 1/16 of the range: auto strength kept 0)."""
