@@ -3,7 +3,7 @@ evaluation set, the per-picture change on nearly sharp input (0.5 px Gaussian), 
 back as (PSNR of the output against the sharp picture itself: worst picture, and how many come back unchanged).
 
 Usage: python scripts/per_image_gains.py [--model lite|CKPT[@STRENGTH]] [--data-root data] [--tuning]
-(--tuning: the tuning sets of scripts/make_data.sh instead, which include soft content)
+(--tuning: the tuning sets of scripts/make_eval.py instead)
 """
 from __future__ import annotations
 
