@@ -454,25 +454,26 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         loss_avg = None
         stream = batches(sampler, config.batch, sampler_workers(config.workers, device), device.startswith("cuda"))
 
+        def diverged(what: str, at: int) -> NonFiniteLoss:
+            """Stop the batch workers; the error names what went non-finite and what ``out`` still holds."""
+            stream.close()
+            kept = f"{out} keeps its last good step, {models.read_checkpoint(out)['step']}" if out.is_file() \
+                else "nothing was saved"
+            return NonFiniteLoss(f"{what} at {phase} step {at} (learning rate {lr:g} too high?); {kept}")
+
         def save(at: int) -> None:
             """Write the checkpoint, unless the weights went non-finite (then the last good one stays)."""
             if not all(torch.isfinite(p).all() for p in net.parameters()):
-                stream.close()
-                kept = f"{out} keeps its last good step" if out.is_file() else "nothing was saved"
-                raise NonFiniteLoss(f"the weights became non-finite at {phase} step {at} (learning rate {lr:g} "
-                                    f"too high?); {kept}")
+                raise diverged("the weights became non-finite", at)
             models.write_checkpoint(out, checkpoint(net, config, phases, pi, at, opt, metrics, history, ema))
+
         while step < steps:
             x, y = next(stream)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = optimizer_step(module, opt, x, y, device, amp)
             lv = float(loss.detach())
             if not math.isfinite(lv):
-                stream.close()
-                kept = f"{out} keeps its last good step, {models.read_checkpoint(out)['step']}" if out.is_file() \
-                    else "nothing was saved"
-                raise NonFiniteLoss(f"the loss became {lv} at {phase} step {step + 1} (learning rate {lr:g} too high?); "
-                                    f"{kept}")
+                raise diverged(f"the loss became {lv}", step + 1)
             sched.step()
             if ema is not None:
                 ema.update(net)
