@@ -156,3 +156,21 @@ def test_stream_needs_content():
         DegradationStream([], 32, dead_leaves=0)
     with pytest.raises(ValueError, match="unknown stream kind"):
         DegradationStream(_sources(), 32, kind="motion")
+
+
+def test_12_bit_pairs_are_mapped_by_their_depth_and_one_range(tmp_path):
+    """uint16 pairs holding 12-bit data (0-4095) come out by 0-4095, not 0-65535, and with one range for both
+    partners: a sharp partner reaching 4095 and a blurry one peaking at 3000 keep their relative levels."""
+    from napari_gldeblur.datasets import load_pairs
+    from napari_gldeblur.imageio import write_image_file
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 4096, (32, 32), dtype=np.uint16)
+    sharp[0, 0] = 4095
+    blur = np.minimum(sharp, 3000).astype(np.uint16)
+    for name, arr in (("blur", blur), ("sharp", sharp)):
+        write_image_file(tmp_path / name / "a.png", arr)
+    (b, s), = load_pairs([tmp_path])
+    assert s.max() == pytest.approx(1.0)
+    assert b.max() == pytest.approx(3000 / 4095, abs=1e-6)
+    np.testing.assert_allclose(s[..., 0], sharp / 4095.0, atol=1e-6)

@@ -129,7 +129,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "keep.png"
     write_image_file(target, np.full((4, 4), 9, np.uint8))
 
-    def boom(path, array, fmt):
+    def boom(path, array, fmt, *rest):
         path.write_bytes(b"half")
         raise OSError("disk full")
 

@@ -184,8 +184,9 @@ def test_features_match_the_network(tiny):
     (np.zeros((0, 5)), "empty"),
     (np.zeros((1, 1)), "too small"),
     (np.zeros((1, 30, 3)), "too small"),
-    (np.zeros(5), "2-D to 4-D"),
-    (np.zeros((2, 2, 4, 4, 3)), "2-D to 4-D"),
+    (np.zeros(5), r"expected \(Y, X\)"),
+    (np.zeros((2, 2, 2, 2, 5, 5)), "at most 3 leading stack axes"),
+    (np.zeros((2, 2, 2, 2, 4, 4, 3)), "at most 3 leading stack axes"),
     (np.zeros((4, 4), bool), "bool"),
     (np.zeros((4, 4), complex), "complex"),
 ])
@@ -593,3 +594,37 @@ def test_12_bit_data_deblurs_as_its_8_bit_copy():
         assert out.dtype == dtype and out.max() <= top
         gains.append(psnr(out / top, sharp) - psnr(x / top, sharp))
     assert abs(gains[0] - gains[1]) <= 0.3, gains
+
+
+# --- big data: 5-D stacks, lazy input, streamed output, provenance -----------------------------------------
+def test_a_5d_tczyx_stack_is_deblurred_frame_by_frame(tiny):
+    """(T, C, Z, Y, X) with channel axis 1: every (t, c, z) plane equals that plane deblurred alone."""
+    stack = np.random.default_rng(5).random((2, 2, 2, 12, 16)).astype(np.float32)
+    r = tiny(stack, channel_axis=1, strength=1.0)
+    assert r.image.shape == stack.shape and r.local_features.shape == stack.shape
+    np.testing.assert_allclose(r.image[1, 0, 1], tiny(stack[1, 0, 1], strength=1.0, features=False).image, atol=1e-6)
+
+
+def test_dask_input_is_read_lazily_and_matches_numpy(tiny):
+    """A dask stack gives the numpy result; only frames are computed (the range from chunk extrema)."""
+    da = pytest.importorskip("dask.array")
+    stack = np.random.default_rng(6).integers(0, 4096, (4, 12, 16), dtype=np.uint16)
+    lazy = da.from_array(stack, chunks=(1, 12, 16))
+    np.testing.assert_array_equal(tiny(lazy, features=False, strength=1.0).image,
+                                  tiny(stack, features=False, strength=1.0).image)
+
+
+def test_out_receives_frames_and_a_trailing_channel_axis_goes_back_in_place(tiny):
+    """``out=`` gets every frame (the result's image is ``out``), also through a moved trailing channel axis."""
+    image = np.random.default_rng(7).random((3, 12, 16, 2)).astype(np.float32)
+    out = np.zeros_like(image)
+    r = tiny(image, out=out, features=False, strength=1.0, channel_axis=-1)
+    assert r.image is out
+    np.testing.assert_allclose(out, tiny(image, features=False, strength=1.0, channel_axis=-1).image, atol=1e-6)
+
+
+def test_provenance_names_model_strengths_and_settings(tiny):
+    r = tiny(np.random.default_rng(8).random((2, 12, 16)).astype(np.float32), strength=0.5)
+    p = r.provenance
+    assert p["model"] == "in-memory network" and len(p["model_sha256"]) == 64
+    assert p["strength"] == [0.5, 0.5] and p["device"] == "cpu" and p["precision"] == "fp32"

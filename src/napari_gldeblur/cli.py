@@ -191,12 +191,10 @@ def _add_deblur(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_deblur)
 
 
-FEATURE_FILES = {"local": "local_features", "global": "global_features", "attention": "attention"}
-
-
 def _deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .batch import check_output_folder, collect_inputs, deblur_files, rank_and_world, rank_device, shard
     from .inference import Deblurrer, check_strength
 
     if not args.inputs and not args.sample:
@@ -209,113 +207,41 @@ def _deblur(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} exists and is not a folder")
     check_output_folder(out)
-    files, failures = _collect_inputs(args.inputs)
-    for message in failures:
+    rank, world = rank_and_world()
+    files, failures = collect_inputs(args.inputs)
+    files = shard(files, rank, world)  # under torchrun each rank takes every world-th file
+    for message in failures if rank == 0 else []:
         print(f"gldeblur deblur: {message}", file=sys.stderr)
-    d = Deblurrer(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
+    d = Deblurrer(model=args.model, device=rank_device(args.device), tile=args.tile, overlap=args.overlap,
                   precision=args.precision)
-    if args.sample:
+    if args.sample and rank == 0:
         _deblur_sample(d, out, args.features, args.strength)
-    taken: set[Path] = set()
     ok = 0
-    bar = tqdm(files, desc="deblur", unit="image", disable=not files)
-    for src in bar:
-        bar.set_postfix_str(src.name)
-        try:
-            for written in _deblur_file(d, src, out, args.features, taken, bar, args.strength, args.channel_axis):
-                taken.add(written.resolve())
-            ok += 1
-        except (ValueError, OSError, MemoryError) as e:  # one line per bad file; the others still run
-            failures.append(_one_line(e, src))
-            tqdm.write(f"gldeblur deblur: {failures[-1]}", file=sys.stderr)
-    bar.close()
-    if files:
-        print(f"deblurred {ok} of {len(files)} image(s) into {out}")
-    return 1 if failures else 0
-
-
-def _one_line(e: BaseException, path: Path | None = None) -> str:
-    """The first line of an error, prefixed with ``path`` unless the message already names it."""
-    from .models import first_line
-
-    text = first_line(e, limit=300)
-    return text if path is None or str(path) in text else f"{path}: {text}"
-
-
-def check_output_folder(out: Path) -> None:
-    """Make ``out`` and check it takes files, before any image is deblurred."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise ValueError(f"-o {out} is not a writable folder ({e.strerror or e})") from None
-
-
-def _collect_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Image files named or inside the named folders (not recursive), and one message per unusable input."""
-    from .imageio import EXTENSIONS, list_images
-
-    files: list[Path] = []
-    problems: list[str] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                problems.append(f"{path}: no {'/'.join(e[1:] for e in EXTENSIONS)} images in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(f"{path}: no such file or folder")
-    return files, problems
-
-
-def _deblur_file(d, src: Path, out: Path, features: bool, taken: set[Path], bar=None,
-                 strength: Union[float, str] = 1.0, channel_axis: Optional[int] = None) -> list[Path]:
-    """Deblur one file into ``out`` (same name and format); returns the paths written."""
-    from .imageio import read_image_file, write_image_file
-
-    target = out / src.name
-    if target.resolve() == src.resolve():
-        raise ValueError(f"the output would overwrite the input; choose another -o than {out}")
-    planned = [target] + ([feature_path(out, src.stem, role) for role in FEATURE_FILES] if features else [])
-    for path in planned:
-        if path.resolve() in taken:
-            raise ValueError(f"another input already wrote {path}; rename one of them")
-    image = read_image_file(src)
+    bar = tqdm(total=len(files), desc="deblur" if world == 1 else f"deblur rank {rank}/{world}", unit="image",
+               disable=not files)
 
     def progress(done: int, total: int) -> None:
-        if bar is not None and total > 1:
-            bar.set_postfix_str(f"{src.name} tile {done}/{total}")
+        if total > 1:
+            bar.set_postfix_str(f"tile {done}/{total}")
 
-    result = d(image, progress=progress, features=features, strength=strength, channel_axis=channel_axis)
-    written = [write_image_file(target, result.image)]
-    if features:
-        written += _write_features(result, out, src.stem)
-    return written
-
-
-def feature_path(out: Path, stem: str, role: str) -> Path:
-    return out / f"{stem}_{role}.tif"
-
-
-def _write_features(result, out: Path, stem: str) -> list[Path]:
-    from .imageio import write_image_file
-
-    written = []
-    for role in ("local", "global", "attention"):
-        arr = getattr(result, FEATURE_FILES[role])
-        if arr is not None:  # LB/DB variants have no global branch / attention
-            written.append(write_image_file(feature_path(out, stem, role), arr))
-    return written
+    for item in deblur_files(d, files, out, args.features, args.strength, args.channel_axis, progress):
+        bar.update(1)
+        if item.error:
+            failures.append(item.error)
+            tqdm.write(f"gldeblur deblur: {item.error}", file=sys.stderr)
+        else:
+            ok += 1
+    bar.close()
+    if files:
+        where = "" if world == 1 else f" (rank {rank} of {world})"
+        print(f"deblurred {ok} of {len(files)} image(s) into {out}{where}")
+    return 1 if failures else 0
 
 
 def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1.0) -> None:
     """Deblur the napari sample scene; writes its blurry, sharp and deblurred images and prints the PSNRs."""
     from ._sample_data import dynamic_scene
+    from .batch import write_features
     from .evaluation import psnr
     from .imageio import write_image_file
     from .inference import strength_note
@@ -323,10 +249,11 @@ def _deblur_sample(d, out: Path, features: bool, strength: Union[float, str] = 1
     layers = {meta["name"].split(" (")[0]: data for data, meta, _ in dynamic_scene()}
     blurry, sharp = layers["blurry scene"], layers["sharp reference"]
     result = d(blurry, features=features, strength=strength)
-    for name, arr in (("blurry", blurry), ("sharp", sharp), ("deblurred", result.image)):
+    for name, arr in (("blurry", blurry), ("sharp", sharp)):
         write_image_file(out / f"sample_{name}.png", arr)
+    write_image_file(out / "sample_deblurred.png", result.image, metadata=result.provenance)
     if features:
-        _write_features(result, out, "sample")
+        write_features(result, out, "sample")
     before, after = psnr(blurry / 255.0, sharp / 255.0), psnr(result.image / 255.0, sharp / 255.0)
     print(f"sample: PSNR against the sharp reference {before:.2f} dB blurry -> {after:.2f} dB deblurred "
           f"({result.seconds:.2f} s on {result.device}, {result.precision}, {strength_note(strength, result)}); "

@@ -11,18 +11,48 @@ import torch
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """float32 (H, W, 3) in [0, 1] from an 8/16-bit or float, gray or RGB(A) file; ValueError names the file."""
+def read_image(path: str | os.PathLike, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """float32 (H, W, 3) in [0, 1] from an 8/16-bit or float, gray or RGB(A) file; ValueError names the file.
+
+    Values are mapped as ``gldeblur deblur`` maps them (``inference.value_range``: 12-bit data in uint16 by
+    0-4095, floats by their range), or by ``value_range`` when given (one range for both images of a pair).
+    """
+    from .inference import value_range as range_of
+
+    image = read_raw(path)
+    return rgb_unit(image, *(value_range or range_of(image)))
+
+
+def rgb_unit(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float32 (H, W, 3) in [0, 1]: [lo, hi] mapped to [0, 1], gray repeated, alpha dropped."""
+    from .inference import to_unit
+
+    unit = to_unit(image, lo, hi)
+    if unit.ndim == 2:
+        unit = np.repeat(unit[..., None], 3, axis=-1)
+    return np.clip(unit[..., :3], 0.0, 1.0)
+
+
+def read_raw(path: str | os.PathLike) -> np.ndarray:
+    """The stored pixels of one gray or RGB(A) picture (ValueError for stacks and other shapes)."""
     from .imageio import read_image_file
-    from .inference import to_unit, value_range
-    from .synthesis import as_rgb_float
 
     image = read_image_file(path)  # keeps 16-bit colour PNG/TIFF precision
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
         raise ValueError(f"{path}: expected one gray or RGB(A) picture, got an array of shape {image.shape}")
-    if image.dtype.kind == "f":  # float data in any range: mapped as gldeblur deblur maps it, not clipped
-        image = to_unit(image, *value_range(image))
-    return as_rgb_float(image)
+    return image
+
+
+def read_pair(blur_path: str | os.PathLike, sharp_path: str | os.PathLike) -> Pair:
+    """A blurry/sharp pair mapped to [0, 1] by one range covering both (so 12-bit partners stay aligned)."""
+    from .inference import value_range
+
+    blur, sharp = read_raw(blur_path), read_raw(sharp_path)
+    if blur.dtype != sharp.dtype:
+        raise ValueError(f"{blur_path} is {blur.dtype} but {sharp_path} is {sharp.dtype}: partners need one bit depth")
+    (lo1, hi1), (lo2, hi2) = value_range(blur), value_range(sharp)
+    lo, hi = min(lo1, lo2), max(hi1, hi2)
+    return rgb_unit(blur, lo, hi), rgb_unit(sharp, lo, hi)
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -61,7 +91,7 @@ def load_pairs(roots: Sequence[str | os.PathLike]) -> list[Pair]:
     out = []
     for root in roots:
         for b, s in find_pairs(root):
-            blur, sharp = read_image(b), read_image(s)
+            blur, sharp = read_pair(b, s)
             if blur.shape != sharp.shape:
                 raise ValueError(f"size mismatch: {b} is {blur.shape[1]}x{blur.shape[0]}, {s} is {sharp.shape[1]}x{sharp.shape[0]}")
             out.append((blur, sharp))

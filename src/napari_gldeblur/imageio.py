@@ -5,11 +5,19 @@ and TIFF of any real dtype and any stack shape. Palette, 1-bit and CMYK files be
 8-bit gray+alpha becomes RGBA. ``write_image_file`` writes atomically (temp file in the same folder,
 then rename), so an interrupted or failed write never leaves half a file. Pillow reads 16-bit colour PNGs
 as 8-bit, so those go through imagecodecs (libpng) instead.
+
+Big stacks: ``open_image_file`` gives a multi-page TIFF as a ``TiffStack`` read one page per frame, and
+``TiffFrames`` writes one frame at a time, so neither holds the stack in memory. Files can carry a JSON
+description (``metadata``: TIFF ImageDescription, PNG ``tEXt`` chunk) and a pixel size (TIFF resolution).
 """
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import os
 import struct
+import zlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,6 +30,9 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_QUALITY = 95
+TEXT_KEY = "napari_gldeblur"  # PNG tEXt keyword / TIFF description entry holding our provenance JSON
+PER_CM = {"nm": 1e7, "nanometer": 1e7, "um": 1e4, "µm": 1e4, "micron": 1e4, "micrometer": 1e4,
+          "mm": 10.0, "millimeter": 10.0, "cm": 1.0, "centimeter": 1.0, "m": 0.01, "meter": 0.01}
 
 
 def image_format(path: PathLike) -> str:
@@ -68,6 +79,144 @@ def read_image_file(path: PathLike) -> np.ndarray:
     return array
 
 
+def open_image_file(path: PathLike):
+    """Like ``read_image_file``, but a multi-page TIFF stack comes back as a lazy ``TiffStack``."""
+    path = Path(path)
+    if image_format(path) == "TIFF" and path.is_file():
+        try:
+            stack = TiffStack(path)
+        except Exception:  # let read_image_file name the problem
+            stack = None
+        if stack is not None and stack.frames > 1:
+            return stack
+        if stack is not None:
+            stack.close()
+    return read_image_file(path)
+
+
+class TiffStack:
+    """A TIFF's first series as an array read one page (frame) at a time: ``shape``, ``dtype``, ``stack[i, j]``."""
+
+    def __init__(self, path: PathLike):
+        import tifffile
+
+        self.path = Path(path)
+        self._tif = tifffile.TiffFile(self.path)
+        series = self._tif.series[0]
+        self.shape, self.dtype = tuple(series.shape), np.dtype(series.dtype)
+        self.ndim = len(self.shape)
+        self._pages = series.pages
+        self._stack = self.shape[: self.ndim - len(series.keyframe.shape)]
+        self.frames = int(np.prod(self._stack)) if self._stack else 1
+        if len(self._pages) != self.frames:
+            raise ValueError(f"{path}: TIFF series has {len(self._pages)} pages for {self.frames} frames")
+        self.metadata = (self._tif.shaped_metadata or [{}])[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Integers and slices over the stack axes (each frame read from its page), anything numpy takes after."""
+        index = index if isinstance(index, tuple) else (index,)
+        n = len(self._stack)
+        head = list(index[:n]) + [slice(None)] * (n - min(n, len(index)))
+        picks = [range(size)[h] for size, h in zip(self._stack, head)]  # an int, or a range for a slice
+        combos = itertools.product(*[p if isinstance(p, range) else [p] for p in picks])
+        frames = [self._pages[int(np.ravel_multi_index(c, self._stack)) if n else 0].asarray()[index[n:]] for c in combos]
+        kept = [len(p) for p in picks if isinstance(p, range)]
+        if not frames:
+            raise IndexError(f"empty selection {index} of a stack of shape {self.shape}")
+        return frames[0] if not kept else np.stack(frames).reshape(kept + list(frames[0].shape))
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+class TiffFrames:
+    """Write an image of ``shape``/``dtype`` to a TIFF one frame at a time (``frames[index] = frame`` in frame
+    order), atomically: the file appears at ``close()`` (``discard()`` drops it)."""
+
+    def __init__(self, path: PathLike, shape: tuple[int, ...], dtype, rgb: bool = False,
+                 metadata: dict | None = None, spacing: tuple[float, float] | None = None, unit: str | None = None):
+        import tifffile
+
+        self.path, self.shape, self.dtype, self.ndim = Path(path), tuple(shape), np.dtype(dtype), len(shape)
+        self._stack = self.shape[: self.ndim - (3 if rgb else 2)]
+        self._next, self._metadata = 0, None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
+        os.close(fd)
+        big = int(np.prod(self.shape)) * self.dtype.itemsize > 2**31
+        self._writer = tifffile.TiffWriter(self._tmp, bigtiff=big)
+        self._options = {"photometric": "rgb" if rgb else "minisblack", "contiguous": True,
+                         "metadata": {"shape": list(self.shape), **({TEXT_KEY: metadata} if metadata else {})},
+                         **tiff_resolution(spacing, unit)}
+        if rgb and self.shape[-1] == 4:
+            self._options["extrasamples"] = ["unassalpha"]
+
+    def __setitem__(self, index, frame) -> None:
+        index = index if isinstance(index, tuple) else (index,)
+        flat = int(np.ravel_multi_index(index, self._stack)) if self._stack else 0
+        if flat != self._next:
+            raise ValueError(f"{self.path}: frames must be written in order (got frame {flat}, expected {self._next})")
+        self._writer.write(np.asarray(frame, dtype=self.dtype), **self._options)
+        self._next += 1
+
+    def set_metadata(self, metadata: dict) -> None:
+        """Replace the description's metadata (e.g. provenance known only once every frame is done)."""
+        self._metadata = metadata
+
+    def close(self) -> Path:
+        if self._metadata is not None and self._next:
+            self._writer.overwrite_description(json.dumps({"shape": list(self.shape), TEXT_KEY: self._metadata}))
+        self._writer.close()
+        expected = int(np.prod(self._stack)) if self._stack else 1
+        if self._next != expected:
+            self.discard()
+            raise ValueError(f"{self.path}: only {self._next} of {expected} frames were written")
+        _publish(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        self._writer.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+
+def tiff_resolution(spacing: tuple[float, float] | None, unit: str | None) -> dict:
+    """tifffile ``resolution`` (pixels per centimetre) for a (y, x) pixel size in a length unit; {} if unknown."""
+    per_cm = PER_CM.get(str(unit).lower()) if unit else None
+    if spacing is None or per_cm is None or not all(math.isfinite(v) and v > 0 for v in spacing):
+        return {}
+    return {"resolution": (per_cm / float(spacing[1]), per_cm / float(spacing[0])), "resolutionunit": "CENTIMETER"}
+
+
+def png_text(data: bytes, key: str, text: str) -> bytes:
+    """A PNG's bytes with a ``tEXt`` chunk (Latin-1 keyword and text) inserted after its header chunk."""
+    chunk = key.encode("latin-1") + b"\0" + text.encode("latin-1", "replace")
+    body = b"tEXt" + chunk
+    block = struct.pack(">I", len(chunk)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    end = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    return data[:end] + block + data[end:]
+
+
+def read_description(path: PathLike) -> dict:
+    """Our JSON description from a written TIFF or PNG file ({} when there is none)."""
+    path = Path(path)
+    try:
+        if image_format(path) == "TIFF":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return dict((tif.shaped_metadata or [{}])[0].get(TEXT_KEY) or {})
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return json.loads(im.info.get(TEXT_KEY, im.text.get(TEXT_KEY, "{}")) if hasattr(im, "text") else "{}")
+    except (ValueError, OSError, json.JSONDecodeError):
+        return {}
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -112,11 +261,14 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 # --- writing --------------------------------------------------------------------------------------
-def write_image_file(path: PathLike, array: np.ndarray) -> Path:
+def write_image_file(path: PathLike, array: np.ndarray, metadata: dict | None = None,
+                     spacing: tuple[float, float] | None = None, unit: str | None = None) -> Path:
     """Write ``array`` to ``path`` in the format its extension names, atomically; returns the path.
 
     PNG holds uint8/uint16 gray, RGB, RGBA; JPEG and BMP hold uint8 gray/RGB; TIFF holds any real dtype and
     stacks. A dtype or shape the format cannot hold exactly is a ValueError (nothing is rescaled).
+    ``metadata`` (JSON-able) goes into the TIFF description or a PNG text chunk; ``spacing`` (y, x pixel size
+    in ``unit``) into the TIFF resolution.
     """
     path = Path(path)
     fmt = image_format(path)
@@ -128,15 +280,20 @@ def write_image_file(path: PathLike, array: np.ndarray) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
-        _write(Path(tmp), array, fmt)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an image is an ordinary file
-        os.replace(tmp, path)
+        _write(Path(tmp), array, fmt, metadata, spacing, unit)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give a finished temp file ordinary permissions (mkstemp makes 0600) and move it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def check_writable(array: np.ndarray, fmt: str, path: PathLike = "image") -> None:
@@ -156,19 +313,27 @@ def check_writable(array: np.ndarray, fmt: str, path: PathLike = "image") -> Non
         raise ValueError(f"{path}: JPEG cannot store an alpha channel; use .png or .tif")
 
 
-def _write(path: Path, array: np.ndarray, fmt: str) -> None:
+def _write(path: Path, array: np.ndarray, fmt: str, metadata: dict | None, spacing, unit) -> None:
     if fmt == "TIFF":
         import tifffile
 
         colour = array.ndim >= 3 and array.shape[-1] in (3, 4)
         extra = {"extrasamples": ["unassalpha"]} if colour and array.shape[-1] == 4 else {}
+        extra |= tiff_resolution(spacing, unit)
+        if metadata:
+            extra["metadata"] = {TEXT_KEY: metadata}
         tifffile.imwrite(path, array, photometric="rgb" if colour else "minisblack", **extra)
     elif fmt == "PNG" and array.dtype == np.uint16 and array.ndim == 3:
-        path.write_bytes(encode_png(array))
+        data = encode_png(array)
+        path.write_bytes(png_text(data, TEXT_KEY, json.dumps(metadata)) if metadata else data)
     else:
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
 
         options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
+        if fmt == "PNG" and metadata:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(TEXT_KEY, json.dumps(metadata))
+            options["pnginfo"] = info
         im = Image.fromarray(array)
         im.save(path, format=fmt, **options)
 

@@ -2,8 +2,8 @@
 
 Images in (what napari can hold), the network in between, images out with the input's shape and dtype:
 
-* **Layouts.** Gray (H, W), RGB (H, W, 3), RGBA (H, W, 4) and stacks of them with one or two leading
-  axes (T or Z, or T and Z; at most 4-D in all), processed frame by frame. Colour is detected from a last
+* **Layouts.** Gray (H, W), RGB (H, W, 3), RGBA (H, W, 4) and stacks of them with up to three leading
+  axes (T, C, Z in any order: a (T, C, Z, Y, X) gray stack is 5-D), processed frame by frame. Colour is detected from a last
   axis of 3 or 4 unless ``rgb`` is given. Gray goes through the RGB network as three equal channels and the
   three output channels are averaged back to one. RGBA's alpha is copied through untouched.
 * **Values.** uint8 is scaled by 0-255 and uint16 by the bit depth its data uses (0-4095 for 12-bit data,
@@ -26,6 +26,13 @@ Images in (what napari can hold), the network in between, images out with the in
   generator worker can report progress and quit between tiles. ``Deblurrer.__call__`` drives it, calling
   ``progress(done, total)`` and raising ``Cancelled`` as soon as ``cancel()`` returns True.
 
+* **Big data.** The input may be any array with ``shape``, ``dtype`` and frame indexing (numpy, dask,
+  zarr, ``imageio.TiffStack``): it is read one frame at a time. ``out=`` takes an array (or a streaming
+  writer such as ``imageio.TiffFrames``) that receives each output frame as it is done, so with
+  ``features=False`` memory does not grow with the stack length.
+* **Provenance.** ``DeblurResult.provenance`` says what made the result: package version, model name and
+  SHA-256, strength per frame, tile, overlap, device and precision (stored in layer metadata and files).
+
 Feature maps (``local_features`` Ψ_L, ``global_features`` Ψ_G) are the per-pixel L2 norm over channels,
 divided by its maximum over the whole image/stack so they lie in [0, 1]; ``attention`` is the mask M
 averaged over channels (already in [0, 1]). All are float32 with the image's spatial and stack shape.
@@ -39,14 +46,14 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 
 from .devices import PRECISIONS, cpu_bf16_pays_off, cpu_bf16_supported, pick_device, pick_precision, use_all_cores  # noqa: F401 (public API)
-from .models import load_model
+from .models import load_model, model_identity
 from .network import MULTIPLE, DBAFNet, pad_to_multiple
 from .strength import AUTO_STRENGTH_LEVELS, auto_strength, change_ratio, check_strength, fine_detail, strength_note  # noqa: F401
 from .tiling import MIN_TILE, _Canvas, bytes_per_pixel, choose_tile, is_out_of_memory, memory_budget, speed_tile_area, tile_starts, tile_weights  # noqa: F401
@@ -54,7 +61,9 @@ from .tiling import MIN_TILE, _Canvas, bytes_per_pixel, choose_tile, is_out_of_m
 ModelSpec = Union[str, os.PathLike, DBAFNet]
 UINT16_DEPTHS = (8, 10, 12, 14, 16)  # bit depths uint16 data comes in (cameras, microscopes)
 MIN_SIDE = 2  # pixels: a 1-pixel-wide image has no blur to remove
-MAX_NDIM = 4
+MAX_STACK_AXES = 3  # T, C and Z
+
+
 class Cancelled(Exception):
     """Raised by ``Deblurrer.__call__`` when ``cancel()`` returned True; no partial result is returned."""
 
@@ -79,11 +88,23 @@ class DeblurResult:
     tile: Optional[tuple[int, int]] = None  # (height, width) of the tiles used last; None: whole frames
     seconds: float = 0.0
     strengths: tuple[float, ...] = ()  # the strength used on each frame (chosen per frame with "auto")
+    model: dict = field(default_factory=dict)  # {"name", "sha256"} of the network that made it
+    overlap: int = 0
 
-    def moved_axis(self, source: int, destination: int) -> "DeblurResult":
+    @property
+    def provenance(self) -> dict:
+        """What made this result, as plain JSON-able values (for layer metadata and file descriptions)."""
+        from . import __version__
+
+        return {"software": f"napari-gldeblur {__version__}", "model": self.model.get("name", "?"),
+                "model_sha256": self.model.get("sha256", "?"), "strength": [round(s, 4) for s in self.strengths],
+                "tile": list(self.tile) if self.tile else None, "overlap": self.overlap, "device": self.device,
+                "precision": self.precision}
+
+    def moved_axis(self, source: int, destination: int, keep_image: bool = False) -> "DeblurResult":
         """The same result with one stack axis moved (channels back to where the input had them)."""
         move = lambda a: None if a is None else np.moveaxis(a, source, destination)  # noqa: E731
-        return replace(self, image=move(self.image), local_features=move(self.local_features),
+        return replace(self, image=self.image if keep_image else move(self.image), local_features=move(self.local_features),
                                    global_features=move(self.global_features), attention=move(self.attention))
 
 
@@ -101,6 +122,35 @@ def channel_axis_of(shape: tuple[int, ...], rgb: Optional[bool], channel_axis: O
     if rgb is None and len(shape) >= 3 and shape[-1] in (1, 2):
         return len(shape) - 1
     return None
+
+
+def _moveaxis(image, axis: int):
+    """``image`` with ``axis`` moved to the front, lazily for dask and other array kinds numpy cannot view."""
+    if isinstance(image, np.ndarray) or hasattr(image, "dask"):
+        return np.moveaxis(image, axis, 0)  # numpy view; dask keeps it lazy
+    return _MovedAxis(image, axis)
+
+
+class _MovedAxis:
+    """A view of an array-like (a writer or lazy reader) with ``axis`` moved to the front, by index mapping."""
+
+    def __init__(self, base, axis: int):
+        self.base, self.axis = base, axis
+        shape = list(base.shape)
+        self.shape = tuple([shape.pop(axis)] + shape)
+        self.dtype = base.dtype
+        self.ndim = len(self.shape)
+
+    def _key(self, index) -> tuple:
+        index = index if isinstance(index, tuple) else (index,)
+        rest = list(index[1:]) + [slice(None)] * (self.ndim - len(index))
+        return tuple(rest[:self.axis] + [index[0]] + rest[self.axis:])
+
+    def __getitem__(self, index):
+        return np.asarray(self.base[self._key(index)])
+
+    def __setitem__(self, index, value) -> None:
+        self.base[self._key(index)] = value
 
 
 # --- layouts and value ranges -------------------------------------------------------------------------
@@ -121,12 +171,12 @@ class Layout:
 def image_layout(shape: tuple[int, ...], rgb: Optional[bool] = None) -> Layout:
     """The layout of an image shape; ValueError (one line) for shapes we cannot deblur."""
     shape = tuple(int(s) for s in shape)
-    if len(shape) < 2 or len(shape) > MAX_NDIM:
-        raise ValueError(f"cannot deblur an array of shape {shape}: expected 2-D to {MAX_NDIM}-D "
-                         "(H, W), (H, W, 3|4), (T, H, W) or (T, H, W, 3|4)")
+    colour = len(shape) >= 3 and shape[-1] in (3, 4) if rgb is None else bool(rgb)
+    if len(shape) < 2 or len(shape) > 2 + colour + MAX_STACK_AXES:
+        raise ValueError(f"cannot deblur an array of shape {shape}: expected (Y, X) or (Y, X, 3|4) images with at "
+                         f"most {MAX_STACK_AXES} leading stack axes (T, C, Z)")
     if 0 in shape:
         raise ValueError(f"cannot deblur an empty image (shape {shape})")
-    colour = len(shape) >= 3 and shape[-1] in (3, 4) if rgb is None else bool(rgb)
     if colour and (len(shape) < 3 or shape[-1] not in (3, 4)):
         raise ValueError(f"an RGB image needs a last axis of 3 or 4 channels, got shape {shape}")
     spatial = shape[-3:-1] if colour else shape[-2:]
@@ -147,13 +197,29 @@ def value_range(image) -> tuple[float, float]:
     if dtype == np.uint8:
         return 0.0, 255.0
     if dtype == np.uint16:
-        top = int(np.max(image))
+        top = int(extrema(image)[1])
         return 0.0, float(next(2**k - 1 for k in UINT16_DEPTHS if top <= 2**k - 1))
-    lo, hi = float(np.min(image)), float(np.max(image))
+    lo, hi = extrema(image)
     if dtype.kind == "f" and not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("image contains NaN or infinite values: replace them before deblurring")
     if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
+    return lo, hi
+
+
+def extrema(image) -> tuple[float, float]:
+    """(min, max) of an array of any kind: numpy at once; dask chunk by chunk; others one leading index at a time."""
+    if isinstance(image, np.ndarray):
+        return float(np.min(image)), float(np.max(image))
+    if hasattr(image, "dask"):
+        import dask
+
+        lo, hi = dask.compute(image.min(), image.max())
+        return float(lo), float(hi)
+    lo, hi = math.inf, -math.inf
+    for i in range(image.shape[0]):
+        part = np.asarray(image[i])
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
     return lo, hi
 
 
@@ -206,6 +272,7 @@ class Deblurrer:
         if self.device.type == "cpu":
             use_all_cores()
         net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
+        self.model = model_identity(model, net)
         memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
         self.net = net.eval().to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
@@ -226,9 +293,9 @@ class Deblurrer:
     def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
                  cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
                  features: bool = True, strength: Union[float, str] = 1.0,
-                 channel_axis: Optional[int] = None) -> DeblurResult:
+                 channel_axis: Optional[int] = None, out=None) -> DeblurResult:
         """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
-        steps = self.steps(image, rgb=rgb, features=features, strength=strength, channel_axis=channel_axis)
+        steps = self.steps(image, rgb=rgb, features=features, strength=strength, channel_axis=channel_axis, out=out)
         for item in steps:
             if isinstance(item, DeblurResult):
                 return item
@@ -240,8 +307,8 @@ class Deblurrer:
         raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
 
     def steps(self, image, rgb: Optional[bool] = None, features: bool = True,
-              strength: Union[float, str] = 1.0,
-              channel_axis: Optional[int] = None) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
+              strength: Union[float, str] = 1.0, channel_axis: Optional[int] = None,
+              out=None) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
         """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned).
 
         ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
@@ -249,15 +316,22 @@ class Deblurrer:
         the change against the detail the frame already has (``auto_strength``). The feature maps do not depend on it.
         ``channel_axis``: an axis of channels, each deblurred as a gray image; a last axis of 1 or 2 is one
         (not a spatial axis) unless ``rgb`` says otherwise.
+        ``out``: an array of the input's shape and dtype (or a writer taking ``out[index] = frame`` in frame
+        order) that receives the output frames as they are done; the result's ``image`` is then ``out``.
         """
         if not hasattr(image, "shape") or not hasattr(image, "dtype"):
             image = np.asarray(image)
         axis = channel_axis_of(tuple(image.shape), rgb, channel_axis)
+        if axis is not None and axis < len(image.shape) - 2:  # already a stack axis: gray frames, in file order
+            axis, rgb = None, False
         if axis is not None:  # channels become the leading stack axis, and go back to their place after
             result = None
-            for item in self.steps(np.moveaxis(image, axis, 0), rgb=False, features=features, strength=strength):
+            moved = None if out is None else _MovedAxis(out, axis)
+            for item in self.steps(_moveaxis(image, axis), rgb=False, features=features, strength=strength, out=moved):
                 if isinstance(item, DeblurResult):
-                    result = item.moved_axis(0, axis)
+                    result = item.moved_axis(0, axis, keep_image=out is not None)
+                    if out is not None:
+                        result.image = out
                 else:
                     yield item
             yield result
@@ -297,9 +371,11 @@ class Deblurrer:
             if s != 1.0:
                 maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], s)
             used.append(s)
-            self._collect(outputs, index, layout, maps, frame, alpha, lo, hi, image.dtype)
+            self._collect(outputs, index, layout, maps, frame, alpha, lo, hi, image.dtype, out)
         result = self._finish(outputs, layout, image.dtype, tile, time.perf_counter() - t0)
-        result.strengths = tuple(used)
+        if out is not None:
+            result.image = out
+        result.strengths, result.model, result.overlap = tuple(used), dict(self.model), self.overlap
         yield result
         return result
 
@@ -383,14 +459,19 @@ class Deblurrer:
                 yield
 
     def _collect(self, outputs: dict, index: tuple, layout: Layout, maps: dict, frame: np.ndarray,
-                 alpha: Optional[np.ndarray], lo: float, hi: float, dtype) -> None:
-        """Write one frame's image (restored to dtype/range, alpha copied) and raw maps into the outputs."""
+                 alpha: Optional[np.ndarray], lo: float, hi: float, dtype, out=None) -> None:
+        """Write one frame's image (restored to dtype/range, alpha copied) and raw maps into the outputs
+        (the image into ``out`` when given)."""
         img = maps.pop("image")  # from_unit clips to [0, 1]; gray: the mean of the clipped RGB output
         img = img.clamp(0, 1).mean(dim=0) if layout.channels == 1 else img.permute(1, 2, 0)
         img = from_unit(img.numpy(), lo, hi, dtype)
         if alpha is not None:
             img = np.concatenate([img, np.asarray(alpha)[..., None]], axis=-1)
-        arrays = {"image": img}
+        if out is not None:
+            out[index] = img
+            arrays = {}
+        else:
+            arrays = {"image": img}
         for name, t in maps.items():
             arrays[name] = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()
         for name, arr in arrays.items():
@@ -411,5 +492,5 @@ class Deblurrer:
                 if peak > 0:
                     arr /= peak
             maps[name] = arr
-        return DeblurResult(outputs["image"], maps["local"], maps["global"], maps["attention"],
+        return DeblurResult(outputs.get("image"), maps["local"], maps["global"], maps["attention"],
                             device=str(self.device), precision=self.precision, tile=tile, seconds=seconds)

@@ -130,6 +130,21 @@ def load_model(model: str | os.PathLike = "lite") -> DBAFNet:
     return model_from_checkpoint(read_checkpoint(path), str(path)).eval()
 
 
+def model_identity(model: Any, net: DBAFNet | None = None) -> dict[str, str]:
+    """{"name", "sha256"} naming a model for provenance: the bundled file's checksum, a checkpoint file's
+    SHA-256, or for an in-memory network the SHA-256 of its weights."""
+    if isinstance(model, str) and model in CONFIGS:
+        if bundled_available(model):
+            return {"name": model, "sha256": BUNDLED[model].with_suffix(".sha256").read_text().split()[0]}
+        return {"name": f"{model} (untrained)", "sha256": "none"}
+    if isinstance(model, (str, os.PathLike)):
+        return {"name": str(Path(model).resolve()), "sha256": sha256(model)}
+    h = hashlib.sha256()
+    for value in (net or model).state_dict().values():
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return {"name": "in-memory network", "sha256": h.hexdigest()}
+
+
 def model_info(model: str | os.PathLike = "lite") -> dict[str, Any]:
     """Config, phase, step and metrics of a model without building it (for GUIs and ``gldeblur eval``)."""
     if isinstance(model, str) and model in CONFIGS:
