@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,9 +17,9 @@ import json
 import math
 import os
 import struct
-import zlib
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 from typing import Union
 
