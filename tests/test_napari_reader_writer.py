@@ -70,7 +70,7 @@ def test_stack_needs_tif(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import napari_gldeblur.imageio as imageio
 
-    def crash_half_way(path, array, fmt):
+    def crash_half_way(path, array, fmt, *rest):
         Path(path).write_bytes(b"half a file")
         raise OSError("disk full")
 
@@ -179,3 +179,23 @@ def test_fit_frame_matches_channels_and_pads():
     rgba = np.zeros((2, 2, 4), np.uint16)
     assert fit_frame(rgba, (2, 2, 3), np.dtype(np.uint16)).shape == (2, 2, 3)
     assert fit_frame(np.full((2, 2), 255, np.uint8), (2, 2), np.dtype(np.float32)).max() == 1.0
+
+
+def test_writer_stores_pixel_size_and_provenance(make_napari_viewer, tmp_path):
+    """A layer with 0.25 x 0.5 µm pixels saved as tif holds that resolution (pixels per cm); the provenance the
+    Deblur widget put in the layer's metadata is in the TIFF description and a PNG's text chunk."""
+    import tifffile
+
+    from napari_gldeblur.imageio import read_description
+
+    viewer = make_napari_viewer()
+    prov = {"model": "lite", "model_sha256": "ab" * 32, "strength": [1.0]}
+    viewer.add_image(RNG.integers(0, 255, (20, 24), dtype=np.uint8), name="cells", scale=(0.25, 0.5),
+                     units=("um", "um"), metadata={"napari_gldeblur": {"role": "image", "provenance": prov}})
+    viewer.layers.save(str(tmp_path / "cells.tif"), selected=False, plugin="napari-gldeblur")
+    viewer.layers.save(str(tmp_path / "cells.png"), selected=False, plugin="napari-gldeblur")
+    with tifffile.TiffFile(tmp_path / "cells.tif") as tif:
+        page = tif.pages[0]
+        assert page.resolution == pytest.approx((1e4 / 0.5, 1e4 / 0.25)) and int(page.resolutionunit) == 3
+    assert read_description(tmp_path / "cells.tif") == prov
+    assert read_description(tmp_path / "cells.png") == prov

@@ -344,3 +344,88 @@ def test_model_chooser_refreshes_when_shown(make_napari_viewer, make_checkpoint,
     qtbot.waitUntil(widget.native.isVisible)
     assert str(saved) in widget.model.choices
     assert widget.model.native.itemText(widget.model.choices.index(str(saved))) == "trained-elsewhere (your model)"
+
+
+# --- users' data: channel axes, metadata, provenance, lazy stacks, folders ------------------------------
+def test_channel_axis_is_offered_and_each_channel_is_deblurred_alone(viewer_widget, qtbot, notes):
+    """A (C, Y, X) layer with channel axis 0 chosen: the result has the layer's shape and channel 1 equals
+    channel 1 deblurred on its own."""
+    viewer, widget = viewer_widget
+    data = np.random.default_rng(9).random((2, 24, 28)).astype(np.float32)
+    src = viewer.add_image(data, name="cells", axis_labels=("c", "y", "x"))
+    widget.layer.value = src
+    assert "c (axis 0, size 2)" in [widget.channel_axis.native.itemText(i) for i in range(widget.channel_axis.native.count())]
+    widget.channel_axis.value = 0
+    widget.auto_strength.value, widget.strength.value = False, 1.0
+    run(qtbot, widget)
+    assert notes["error"] == []
+    out = viewer.layers["cells deblurred"].data
+    alone = widget_engine(widget)(data[1], strength=1.0, features=False).image
+    assert out.shape == data.shape
+    np.testing.assert_allclose(out[1], alone, atol=1e-6)
+
+
+def widget_engine(widget):
+    return _widget.make_deblurrer(widget.model.value, widget.device.value, widget.tile.value)
+
+
+def test_outputs_keep_units_axis_labels_metadata_and_record_provenance(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    src = viewer.add_image(np.random.default_rng(1).integers(0, 4096, (3, 20, 24), dtype=np.uint16), name="t",
+                           scale=(2.0, 0.5, 0.5), units=("s", "um", "um"), axis_labels=("t", "y", "x"),
+                           metadata={"objective": "40x"})
+    run(qtbot, widget, src)
+    assert notes["error"] == []
+    for lyr in outputs(viewer, "t"):
+        assert tuple(lyr.axis_labels) == ("t", "y", "x") and [str(u) for u in lyr.units] == ["second", "micrometer", "micrometer"]
+        assert tuple(lyr.scale) == (2.0, 0.5, 0.5) and lyr.metadata["objective"] == "40x"
+    prov = viewer.layers["t deblurred"].metadata["napari_gldeblur"]["provenance"]
+    assert prov["model_sha256"] == widget_engine(widget).model["sha256"] and len(prov["strength"]) == 3
+
+
+def test_a_dask_stack_streams_into_a_memmap_and_maps_only_the_viewed_frame(viewer_widget, qtbot, notes,
+                                                                        tmp_path, monkeypatch):
+    """A lazy (dask) layer is deblurred into a memory-mapped TIFF (not RAM); the feature layers are 2-D maps
+    of the frame on view; the pixels equal the in-memory result."""
+    da = pytest.importorskip("dask.array")
+    monkeypatch.setattr(_widget, "results_dir", lambda: tmp_path / "results")
+    viewer, widget = viewer_widget
+    stack = np.random.default_rng(2).integers(0, 256, (4, 20, 24), dtype=np.uint8)
+    src = viewer.add_image(da.from_array(stack, chunks=(1, 20, 24)), name="lazy")
+    viewer.dims.set_current_step(0, 2)
+    widget.auto_strength.value, widget.strength.value = False, 1.0
+    run(qtbot, widget, src)
+    assert notes["error"] == []
+    deblurred, *features = outputs(viewer, "lazy")
+    assert isinstance(deblurred.data, np.memmap) and Path(deblurred.data.filename).parent == tmp_path / "results"
+    np.testing.assert_array_equal(np.asarray(deblurred.data), widget_engine(widget)(stack, strength=1.0, features=False).image)
+    assert features and all(f.data.shape == (20, 24) for f in features)
+    assert features[0].metadata["napari_gldeblur"]["frame"] == [2]
+
+
+def test_folder_mode_deblurs_every_file_and_a_bad_one_does_not_stop_it(viewer_widget, qtbot, notes, tmp_path):
+    from napari_gldeblur.imageio import read_image_file, write_image_file
+
+    viewer, widget = viewer_widget
+    src, dst = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        write_image_file(src / f"f{i}.png", np.random.default_rng(i).integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    (src / "broken.png").write_bytes(b"no png")
+    widget.mode.value = "folder"
+    assert not widget.input_folder.native.isHidden() and widget.layer.native.isHidden()
+    widget.input_folder.value, widget.output_folder.value = src, dst
+    progress = []
+    widget.run_button.native.click()
+    widget.worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert sorted(p.name for p in dst.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+    assert read_image_file(dst / "f0.png").shape == (20, 24, 3)
+    assert "3 of 4 images" in widget.status.value and "1 failed" in widget.status.value and "broken.png" in widget.status.value
+    assert progress[-1] == (4, 4)
+
+
+def test_folder_mode_refuses_the_input_folder_as_output(viewer_widget, notes, tmp_path):
+    viewer, widget = viewer_widget
+    (tmp_path / "in").mkdir()
+    assert widget.deblur_folder(tmp_path / "in", tmp_path / "in") is None
+    assert "other than the input folder" in notes["error"][0]

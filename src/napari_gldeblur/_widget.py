@@ -8,6 +8,13 @@ features`` and ``<name> attention mask``; running again on the same layer update
 Outputs are found again by the source's ``unique_id`` stored in their metadata, never by name or object
 identity: napari hands plugins proxy objects (a new one per access), and names change when layers are renamed.
 Every failure becomes one napari notification with a one-line reason; the widget stays usable.
+
+Outputs keep the source's scale, translate, units, axis labels and metadata, and record what made them
+(``result.provenance``) under ``metadata["napari_gldeblur"]["provenance"]``. A lazy layer (dask, zarr) is
+read frame by frame and deblurred into a memory-mapped TIFF in the user cache folder, so memory does not grow
+with the stack; its feature maps are computed for the frame on view only. A gray layer with a channel axis
+(chosen in the widget) is deblurred channel by channel. The "folder" mode runs ``batch.deblur_files``, the
+core of ``gldeblur deblur``, over a folder.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Union
 import napari.layers
 import napari.viewer
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, ProgressBar, PushButton, RadioButtons
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -131,6 +138,9 @@ class Job:
     tile: Optional[int]
     features: bool
     strength: Union[float, str] = 1.0  # or "auto"
+    channel_axis: Optional[int] = None
+    out_path: Optional[Path] = None  # lazy input: stream the result into this memory-mapped TIFF
+    feature_frame: Optional[tuple[int, ...]] = None  # lazy input: the stack index whose feature maps to show
 
 
 @dataclass
@@ -141,6 +151,8 @@ class Outcome:
     error: Optional[str] = None
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # contrast limits of the feature maps
     summary: str = ""
+    provenance: dict = field(default_factory=dict)
+    feature_frame: Optional[tuple[int, ...]] = None  # set when the maps are of one frame of a stack
 
 
 def robust_limits(values: np.ndarray, samples: int = 1_000_000) -> tuple[float, float]:
@@ -186,12 +198,35 @@ def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: Union[fl
             f"({getattr(result, 'precision', 'fp32')}{tiles})")
 
 
+def is_lazy(data: Any) -> bool:
+    """True for array kinds napari loads on demand (dask, zarr, ...): read those frame by frame."""
+    return not isinstance(data, np.ndarray)
+
+
+def results_dir() -> Path:
+    """Where the widget streams results of lazy layers (memory-mapped TIFFs the user may keep)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("napari-gldeblur")) / "results"
+
+
+def memmap_output(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A new memory-mapped TIFF of ``shape``/``dtype`` (a numpy memmap napari displays without loading it)."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tifffile.memmap(path, shape=tuple(shape), dtype=dtype)
+
+
 def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
     """Deblur the layer's data, yielding (done, total) tiles over all frames; returns an Outcome (never raises)."""
     try:
         deblurrer = (deblurrer_factory or make_deblurrer)(job.model, job.device, job.tile)
+        out = None if job.out_path is None else memmap_output(job.out_path, job.data.shape, job.data.dtype)
+        whole_stack_maps = job.features and job.feature_frame is None
         result = None
-        for item in deblurrer.steps(job.data, rgb=job.rgb, features=job.features, strength=job.strength):
+        for item in deblurrer.steps(job.data, rgb=job.rgb, features=whole_stack_maps, strength=job.strength,
+                                    channel_axis=job.channel_axis, out=out):
             if hasattr(item, "image"):  # the DeblurResult comes last
                 result = item
             else:
@@ -199,16 +234,77 @@ def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) ->
                 yield int(done), int(total)
         if result is None:
             return Outcome(error="Deblurring stopped before finishing.")
+        if out is not None:
+            out.flush()
+        maps_of = result
+        if job.features and job.feature_frame is not None:  # maps of the viewed frame only
+            frame = np.asarray(job.data[job.feature_frame])
+            axis = None if job.channel_axis is None else job.channel_axis - len(job.feature_frame)
+            maps_of = deblurrer(frame, rgb=job.rgb, features=True, strength=1.0, channel_axis=axis if axis is not None and axis >= 0 else None)
         arrays = {"image": result.image}
         if job.features:
-            maps = {"local": result.local_features, "global": result.global_features, "attention": result.attention}
+            maps = {"local": maps_of.local_features, "global": maps_of.global_features, "attention": maps_of.attention}
             arrays |= {role: np.asarray(m, dtype=np.float32) for role, m in maps.items() if m is not None}
         limits = {role: robust_limits(a) for role, a in arrays.items() if role != "image"}
-        return Outcome(arrays, limits=limits, summary=summarize(result, tuple(job.data.shape), job.rgb,
-                                                                  job.strength))
+        return Outcome(arrays, limits=limits, summary=summarize(result, tuple(job.data.shape), job.rgb, job.strength),
+                       provenance=result.provenance, feature_frame=job.feature_frame if job.features else None)
     except Exception as exc:  # incl. MemoryError; reported as one notification in the main thread
         log.debug("deblurring failed", exc_info=exc)
         return Outcome(error=describe_error(exc))
+
+
+@dataclass
+class FolderJob:
+    """A folder run: every image file of ``source`` into ``target`` through ``batch.deblur_files``."""
+
+    source: Path
+    target: Path
+    model: str
+    device: str
+    tile: Optional[int]
+    strength: Union[float, str] = "auto"
+
+
+def run_folder_job(job: FolderJob, stop: Callable[[], bool] = lambda: False,
+                   deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
+    """Deblur the folder file by file, yielding (files done, files); a bad file is counted, not fatal."""
+    from .batch import check_output_folder, collect_inputs, deblur_files
+    from .inference import Cancelled
+
+    try:
+        files, problems = collect_inputs([job.source])
+        if not files:
+            return Outcome(error=problems[0] if problems else f"No images in {job.source}.")
+        check_output_folder(job.target)
+        deblurrer = (deblurrer_factory or make_deblurrer)(job.model, job.device, job.tile)
+        failures, ok = [], 0
+        yield 0, len(files)
+        try:
+            for item in deblur_files(deblurrer, files, job.target, strength=job.strength, cancel=stop):
+                ok += item.error is None
+                failures += [item.error] if item.error else []
+                yield item.index + 1, item.total
+        except Cancelled:
+            return Outcome(summary=f"cancelled: {ok} of {len(files)} images deblurred into {job.target}")
+        summary = f"done: {ok} of {len(files)} images deblurred into {job.target}"
+        if failures:
+            summary += f"; {len(failures)} failed (first: {failures[0]})"
+        return Outcome(summary=summary)
+    except Exception as exc:
+        log.debug("folder deblurring failed", exc_info=exc)
+        return Outcome(error=describe_error(exc))
+
+
+def layer_placement(source: Any, ndim: Optional[int] = None) -> dict[str, Any]:
+    """Where ``source`` sits in the world (scale, translate, affine, units, axis labels), for an output layer
+    of ``ndim`` dimensions (default the source's; fewer: its last ``ndim`` axes, for maps of one frame)."""
+    ndim = source.ndim if ndim is None else int(ndim)
+    keep = slice(source.ndim - ndim, None)
+    placement = {"scale": tuple(source.scale)[keep], "translate": tuple(source.translate)[keep],
+                 "units": tuple(source.units)[keep], "axis_labels": tuple(source.axis_labels)[keep]}
+    if ndim == source.ndim:
+        placement |= {"rotate": source.rotate, "shear": source.shear, "affine": source.affine.affine_matrix}
+    return placement
 
 
 def reset_in_order(combo: ComboBox, choices: list[tuple[str, Any]], fallback: Any = None) -> None:
@@ -242,8 +338,18 @@ class DeblurWidget(Container):
         self._source: Optional[napari.layers.Image] = None
         self._ask_checkpoint = self._checkpoint_dialog  # replaceable in tests (no modal dialog there)
 
+        self.mode = RadioButtons(label="deblur", choices=[("a layer", "layer"), ("a folder", "folder")], value="layer",
+                                 orientation="horizontal",
+                                 tooltip="a layer of the viewer, or every image file of a folder into another folder")
         self.layer = ComboBox(label="image", choices=self._layer_choices, nullable=False,
                               tooltip="Image layer to deblur (RGB, gray, 8/16-bit or float; stacks frame by frame)")
+        self.channel_axis = ComboBox(label="channel axis", choices=self._channel_axis_choices, value=None,
+                                     tooltip="An axis of channels (a C axis): each channel is deblurred as a gray "
+                                             "image. A last axis of 1 or 2 is always taken as channels")
+        self.input_folder = FileEdit(label="input folder", mode="d", visible=False,
+                                     tooltip="Every png/jpg/tif/bmp file in this folder (not its subfolders)")
+        self.output_folder = FileEdit(label="output folder", mode="d", visible=False,
+                                      tooltip="Results keep each file's name, format and bit depth")
         self.model = ComboBox(label="model", choices=self._model_choices, value="lite",
                               tooltip=f"Bundled model, your trained models ({user_models_dir()}) or any checkpoint file")
         self.device = ComboBox(label="device", choices=self._device_choices(), value="auto",
@@ -268,12 +374,15 @@ class DeblurWidget(Container):
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1, visible=True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)  # the status line names device, precision, tiles and strength
-        self.extend([self.layer, self.model, self.device, self.tile, self.auto_strength, self.strength,
+        self.extend([self.mode, self.layer, self.channel_axis, self.input_folder, self.output_folder,
+                     self.model, self.device, self.tile, self.auto_strength, self.strength,
                      self.add_features, self.show_features,
                      self.run_button, self.cancel_button, self.progress, self.status])
 
         self.run_button.changed.connect(lambda: self.deblur())
         self.cancel_button.changed.connect(self.cancel)
+        self.mode.changed.connect(self._on_mode_changed)
+        self.layer.changed.connect(lambda _: self.channel_axis.reset_choices())
         self.model.changed.connect(self._on_model_changed)
         self.show_features.changed.connect(self._apply_feature_visibility)
         self.auto_strength.changed.connect(lambda auto: setattr(self.strength, "enabled", not auto))
@@ -287,6 +396,22 @@ class DeblurWidget(Container):
         """Image layers in the viewer, skipping our own feature maps (they are not photos)."""
         return [(lyr.name, lyr) for lyr in self.viewer.layers
                 if isinstance(lyr, napari.layers.Image) and lyr.metadata.get(META_KEY, {}).get("role") not in FEATURE_ROLES]
+
+    def _channel_axis_choices(self, _widget: Any = None) -> list[tuple[str, Optional[int]]]:
+        """"none" and, for a gray layer of 3 or more dimensions, each of its axes (named by its axis label)."""
+        layer = self.layer.value if hasattr(self, "layer") else None
+        items: list[tuple[str, Optional[int]]] = [("none", None)]
+        if layer is None or layer.rgb or layer.ndim < 3:
+            return items
+        labels = tuple(getattr(layer, "axis_labels", ())) or tuple(str(i) for i in range(layer.ndim))
+        return items + [(f"{labels[i]} (axis {i}, size {n})", i) for i, n in enumerate(layer.data.shape)]
+
+    def _on_mode_changed(self, mode: str) -> None:
+        folder = mode == "folder"
+        for w in (self.layer, self.channel_axis, self.add_features, self.show_features):
+            w.visible = not folder
+        for w in (self.input_folder, self.output_folder):
+            w.visible = folder
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         from .models import bundled_available
@@ -388,6 +513,8 @@ class DeblurWidget(Container):
         if self.worker is not None:
             show_warning("Deblurring is already running: wait for it or press Cancel.")
             return None
+        if layer is None and self.mode.value == "folder":
+            return self.deblur_folder()
         try:
             source = check_layer(self.layer.value if layer is None else layer)
             job = self._make_job(source)
@@ -414,11 +541,77 @@ class DeblurWidget(Container):
             raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
         tile = None if self.tile.value is None else int(self.tile.value)
         strength = "auto" if self.auto_strength.value else float(self.strength.value)
-        return Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value), strength)
+        axis = self.channel_axis.value if not source.rgb else None
+        job = Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value), strength, axis)
+        if is_lazy(source.data):
+            import time
+
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name)[:60]
+            job.out_path = results_dir() / f"{safe} deblurred {stamp}.tif"
+            job.feature_frame = self.viewed_frame(source, axis)
+        return job
+
+    def viewed_frame(self, source: napari.layers.Image, channel_axis: Optional[int] = None) -> tuple[int, ...]:
+        """The stack index (all axes before the frame's own) of the slice the viewer shows of ``source``."""
+        ndim = source.ndim
+        frame_axes = 2 + (1 if channel_axis is not None and channel_axis >= ndim - 2 else 0)
+        point = np.asarray(source.world_to_data(self.viewer.dims.point))[: ndim - frame_axes]
+        shape = source.data.shape[: ndim - frame_axes]
+        return tuple(int(min(max(round(float(v)), 0), n - 1)) for v, n in zip(point, shape))
+
+    def deblur_folder(self, source: Any = None, target: Any = None) -> Optional[GeneratorWorker]:
+        """Deblur every image file of the input folder into the output folder in a thread worker."""
+        import threading
+
+        if self.worker is not None:
+            show_warning("Deblurring is already running: wait for it or press Cancel.")
+            return None
+        try:
+            job = self._make_folder_job(source, target)
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
+        self._stop = threading.Event()
+        worker = thread_worker(run_folder_job, start_thread=False)(job, self._stop.is_set)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_folder_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        self.status.value = f"deblurring the images in {job.source}…"
+        worker.start()
+        return worker
+
+    def _make_folder_job(self, source: Any = None, target: Any = None) -> "FolderJob":
+        source = Path(source if source is not None else self.input_folder.value).expanduser()
+        target = Path(target if target is not None else self.output_folder.value).expanduser()
+        if not source.is_dir():
+            raise ValueError(f"Input folder {source} does not exist: choose a folder of images.")
+        if str(target) in ("", ".") or target.resolve() == source.resolve():
+            raise ValueError("Choose an output folder other than the input folder (results keep the file names).")
+        model, device = self.model.value, self.device.value
+        if model == BROWSE:
+            raise ValueError("Choose a model first.")
+        tile = None if self.tile.value is None else int(self.tile.value)
+        strength = "auto" if self.auto_strength.value else float(self.strength.value)
+        return FolderJob(source, target, model, device, tile, strength)
+
+    def _on_folder_returned(self, outcome: "Outcome") -> None:
+        if outcome.error:
+            show_error(outcome.error)
+            self.status.value = "failed: " + outcome.error
+            return
+        self.progress.value = self.progress.max
+        self.status.value = outcome.summary
+        (show_warning if "failed" in outcome.summary or "cancelled" in outcome.summary else show_info)(outcome.summary)
 
     def cancel(self) -> None:
         """Ask the worker to stop after the current tile."""
         if self.worker is not None:
+            if getattr(self, "_stop", None) is not None:
+                self._stop.set()
             self.worker.quit()
             self.status.value = "cancelling…"
 
@@ -442,7 +635,7 @@ class DeblurWidget(Container):
         if source is None or source_key(source) not in {source_key(lyr) for lyr in self.viewer.layers}:
             show_warning("The source layer was removed while deblurring: result discarded.")
             return
-        self.show_results(source, outcome.arrays, outcome.limits)
+        self.show_results(source, outcome.arrays, outcome.limits, outcome.provenance, outcome.feature_frame)
         self.progress.value = self.progress.max
         self.status.value = outcome.summary
 
@@ -463,33 +656,40 @@ class DeblurWidget(Container):
 
     # --- results ---------------------------------------------------------------------------------
     def show_results(self, source: napari.layers.Image, arrays: dict[str, np.ndarray],
-                     limits: Optional[dict[str, tuple[float, float]]] = None) -> list[napari.layers.Image]:
+                     limits: Optional[dict[str, tuple[float, float]]] = None, provenance: Optional[dict] = None,
+                     feature_frame: Optional[tuple[int, ...]] = None) -> list[napari.layers.Image]:
         """Add or update the output layers of ``source``; drop stale maps this model did not produce.
 
-        The result keeps the source's contrast limits (so both compare 1:1); feature maps are stretched to
-        ``limits`` (default: their robust range) within a [0, 1] slider range.
+        The result keeps the source's placement (scale, translate, rotation, units, axis labels), metadata and
+        contrast limits (so both compare 1:1); feature maps are stretched to ``limits`` (default: their robust
+        range) within a [0, 1] slider range. Maps of one frame (``feature_frame``) get the frame's placement.
         """
         limits = limits or {}
-        placement = {k: getattr(source, k) for k in ("scale", "translate", "rotate", "shear", "affine")}
-        placement["affine"] = source.affine.affine_matrix
-        out = [self._upsert(source, "image", arrays["image"], placement, rgb=source.rgb,
+        placement = layer_placement(source)
+        extra = {"provenance": provenance} if provenance else {}
+        out = [self._upsert(source, "image", arrays["image"], placement, extra, rgb=source.rgb,
                             contrast_limits=source.contrast_limits, gamma=source.gamma,
                             colormap=None if source.rgb else source.colormap, blending=source.blending)]
         for role in FEATURE_ROLES:
             if role in arrays:
                 lim = limits.get(role) or robust_limits(arrays[role])
-                out.append(self._upsert(source, role, arrays[role], placement, rgb=False, contrast_limits_range=(0.0, 1.0),
+                where = placement if feature_frame is None else layer_placement(source, arrays[role].ndim)
+                meta = extra | ({"frame": list(feature_frame)} if feature_frame is not None else {})
+                out.append(self._upsert(source, role, arrays[role], where, meta, rgb=False, contrast_limits_range=(0.0, 1.0),
                                         contrast_limits=lim, blending="translucent", **FEATURE_STYLE[role]))
             elif (stale := find_output(self.viewer.layers, source, role)) is not None:
                 self.viewer.layers.remove(stale)
         self.viewer.layers.selection.active = out[0]  # show the result's controls, not the last map's
         return out
 
-    def _upsert(self, source: napari.layers.Image, role: str, data: np.ndarray, placement: dict, **style: Any):
+    def _upsert(self, source: napari.layers.Image, role: str, data: np.ndarray, placement: dict, extra: dict,
+                **style: Any):
         """Update ``source``'s ``role`` output in place, or add it; a same-named layer that is not ours is left alone."""
         name = output_name(source.name, role)
         style = {k: v for k, v in style.items() if v is not None}
         meta = output_meta(source, role)
+        meta[META_KEY].update(extra)
+        meta = {**{k: v for k, v in source.metadata.items() if k != META_KEY}, **meta}  # the source's metadata too
         old = find_output(self.viewer.layers, source, role)
         if isinstance(old, napari.layers.Image) and old.rgb == style["rgb"] and old.ndim == data.ndim - style["rgb"]:
             old.data = data  # in place: keeps the user's position in the layer list and visibility
@@ -498,6 +698,7 @@ class DeblurWidget(Container):
                     setattr(old, key, value)
             if old.name == output_name(old.metadata[META_KEY].get("source", ""), role):  # not renamed by the user:
                 old.name = name  # follow the source's current name
+            old.metadata.clear()
             old.metadata.update(meta)
             return old
         if old is not None:
