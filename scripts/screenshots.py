@@ -6,7 +6,9 @@
 Writes into ``docs/images/``: ``deblur_widget.png`` (the whole window: widget, layer list, deblurred
 result), ``deblur_grid.png`` (the same window in napari's grid mode with all five layers side by side) and
 ``feature_layers.png`` (labelled panels: blurry input, deblurred, local features, global features,
-attention mask, each alone at full opacity as the canvas shows it).
+attention mask, each alone at full opacity as the canvas shows it) and ``folder_mode.png`` (the widget in
+folder mode after deblurring a folder of scikit-image pictures, one of them broken on purpose);
+``--folder-only`` renders just that one.
 The model used is printed and written into ``docs/images/screenshots.txt`` so a caption can say it.
 """
 from __future__ import annotations
@@ -85,12 +87,37 @@ def describe_model(model: str) -> str:
     return f"{where} (config {info.get('config')}, phase {info.get('phase')}, step {info.get('step')})"
 
 
+def folder_shot(viewer, widget, app, out: Path) -> None:
+    """Deblur a temp folder of scikit-image pictures (plus one broken file) in folder mode; screenshot the window."""
+    import tempfile
+
+    import skimage.data
+
+    from napari_gldeblur.imageio import write_image_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "my_blurry_photos", Path(tmp) / "deblurred"
+        for name in ("astronaut", "coffee", "chelsea", "rocket"):
+            write_image_file(src / f"{name}.png", getattr(skimage.data, name)())
+        (src / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        widget.mode.value = "folder"
+        widget.input_folder.value, widget.output_folder.value = src, dst
+        app.processEvents()
+        widget.run_button.native.click()
+        wait_for(widget, app)
+        print(widget.status.value, flush=True)
+        app.processEvents()
+        viewer.screenshot(str(out / "folder_mode.png"), canvas_only=False)
+    widget.mode.value = "layer"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--model", default="lite", help="lite (bundled) or a checkpoint path")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--tile", type=int, default=None, help="tile size (default: auto)")
+    parser.add_argument("--folder-only", action="store_true", help="only the folder-mode screenshot")
     args = parser.parse_args(argv)
 
     import napari
@@ -121,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         widget.tile.value = args.tile
     widget.layer.value = source
     app.processEvents()
+    if args.folder_only:
+        folder_shot(viewer, widget, app, args.out)
+        viewer.close()
+        return 0
     model_note = describe_model(args.model)
     print(f"deblurring {origin} with {model_note} ...", flush=True)
     widget.run_button.native.click()
@@ -158,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "screenshots.txt").write_text(
         f"image: {origin}\nmodel: {model_note}\n{widget.status.value}\n"
         f"command: xvfb-run -a python scripts/screenshots.py {' '.join(argv or sys.argv[1:])}\n")
-    print(f"wrote deblur_widget.png, deblur_grid.png and feature_layers.png into {args.out}")
+    folder_shot(viewer, widget, app, args.out)
+    print(f"wrote deblur_widget.png, deblur_grid.png, feature_layers.png and folder_mode.png into {args.out}")
     viewer.close()
     return 0
 

@@ -282,11 +282,11 @@ def run_folder_job(job: FolderJob, stop: Callable[[], bool] = lambda: False,
         try:
             for item in deblur_files(deblurrer, files, job.target, strength=job.strength, cancel=stop):
                 ok += item.error is None
-                failures += [item.error] if item.error else []
+                failures += [item.error.replace(str(item.source), item.source.name)] if item.error else []
                 yield item.index + 1, item.total
         except Cancelled:
-            return Outcome(summary=f"cancelled: {ok} of {len(files)} images deblurred into {job.target}")
-        summary = f"done: {ok} of {len(files)} images deblurred into {job.target}"
+            return Outcome(summary=f"cancelled: {ok} of {len(files)} images deblurred into {job.target.name}/")
+        summary = f"done: {ok} of {len(files)} images deblurred into {job.target.name}/"
         if failures:
             summary += f"; {len(failures)} failed (first: {failures[0]})"
         return Outcome(summary=summary)
@@ -346,9 +346,9 @@ class DeblurWidget(Container):
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_axis_choices, value=None,
                                      tooltip="An axis of channels (a C axis): each channel is deblurred as a gray "
                                              "image. A last axis of 1 or 2 is always taken as channels")
-        self.input_folder = FileEdit(label="input folder", mode="d", visible=False,
+        self.input_folder = FileEdit(label="input", mode="d", visible=False,
                                      tooltip="Every png/jpg/tif/bmp file in this folder (not its subfolders)")
-        self.output_folder = FileEdit(label="output folder", mode="d", visible=False,
+        self.output_folder = FileEdit(label="output", mode="d", visible=False,
                                       tooltip="Results keep each file's name, format and bit depth")
         self.model = ComboBox(label="model", choices=self._model_choices, value="lite",
                               tooltip=f"Bundled model, your trained models ({user_models_dir()}) or any checkpoint file")
