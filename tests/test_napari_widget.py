@@ -429,3 +429,17 @@ def test_folder_mode_refuses_the_input_folder_as_output(viewer_widget, notes, tm
     (tmp_path / "in").mkdir()
     assert widget.deblur_folder(tmp_path / "in", tmp_path / "in") is None
     assert "other than the input folder" in notes["error"][0]
+
+
+def test_napari_channel_axis_layers_deblur_as_gray_layers(viewer_widget, qtbot, notes):
+    """``add_image(..., channel_axis=0)`` makes one gray layer per channel: each deblurs to its own result."""
+    viewer, widget = viewer_widget
+    data = np.random.default_rng(4).integers(0, 4096, (2, 24, 28), dtype=np.uint16)
+    first, second = viewer.add_image(data, channel_axis=0, name=["dapi", "gfp"])
+    for layer in (first, second):
+        run(qtbot, widget, layer)
+    assert notes["error"] == []
+    for name, channel in (("dapi", 0), ("gfp", 1)):
+        out = viewer.layers[f"{name} deblurred"].data
+        assert out.shape == (24, 28) and out.dtype == np.uint16
+        np.testing.assert_array_equal(out, widget_engine(widget)(data[channel], features=False, strength="auto").image)
