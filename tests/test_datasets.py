@@ -174,3 +174,24 @@ def test_12_bit_pairs_are_mapped_by_their_depth_and_one_range(tmp_path):
     assert s.max() == pytest.approx(1.0)
     assert b.max() == pytest.approx(3000 / 4095, abs=1e-6)
     np.testing.assert_allclose(s[..., 0], sharp / 4095.0, atol=1e-6)
+
+
+def test_reblur_sampler_blurs_fresh_content_with_the_given_kernel():
+    """Every patch is new content under (a slight jitter of) the kernel: blurrier than its target, 8-bit."""
+    from napari_gldeblur import degradations as dg
+    from napari_gldeblur.datasets import MixedSampler, PatchSampler, ReblurSampler
+
+    rng = np.random.default_rng(0)
+    sources = [rng.random((80, 90, 3)).astype(np.float32) for _ in range(3)]
+    kernel = dg.rasterise(np.stack([np.linspace(0, 8, 100)] * 2, 1))
+    sampler = ReblurSampler(sources, kernel, 0.005, patch=32, seed=1)
+    x, y = sampler.batch(4)
+    assert x.shape == y.shape == (4, 3, 32, 32)
+    assert not torch.equal(y[0], y[1])
+    assert float((x - y).abs().mean()) > 0.05  # random content under an 11 px streak changes a lot
+    np.testing.assert_allclose((x * 255).numpy(), np.round((x * 255).numpy()), atol=1e-3)
+    pairs = [(s[:40, :40], s[:40, :40]) for s in sources]
+    mixed = MixedSampler([PatchSampler(pairs, 32, seed=2), sampler], [0.75, 0.25])
+    xb, yb = mixed.batch(8)
+    assert xb.shape == (8, 3, 32, 32)
+    assert torch.equal(xb[:6], yb[:6]) and not torch.equal(xb[6:], yb[6:])  # 6 identity pairs, 2 re-blurred

@@ -25,6 +25,7 @@ class TrainingPlot(QWidget):
         """Forget the curves; ``total`` steps per phase times ``phases`` is the x range."""
         self.loss: list[tuple[int, float]] = []
         self.psnr: list[tuple[int, float]] = []
+        self.start: Optional[float] = None  # val PSNR of the starting model: the level a fine-tune must beat
         self.total, self.phases = max(total, 1), max(phases, 1)
         self.update()
 
@@ -66,9 +67,9 @@ class TrainingPlot(QWidget):
             p.drawLine(QPointF(x, area.top()), QPointF(x, area.bottom()))
 
         def series(points: list[tuple[int, float]], transform: Callable[[float], float], color: QColor, left: bool,
-                   fmt: str, marker: bool) -> None:
+                   fmt: str, marker: bool, reference: Optional[float] = None) -> None:
             values = [transform(v) for _, v in points]
-            lo, hi = min(values), max(values)
+            lo, hi = min(values + ([reference] if reference is not None else [])), max(values + ([reference] if reference is not None else []))
             if hi - lo < 1e-9:
                 lo, hi = lo - 0.5, hi + 0.5
             pad = (hi - lo) * 0.08
@@ -82,6 +83,12 @@ class TrainingPlot(QWidget):
                 p.setBrush(color)
                 for pt in poly:
                     p.drawEllipse(pt, 2.5, 2.5)
+            if reference is not None:  # dashed: the starting model's level, labelled
+                y = area.bottom() - area.height() * (reference - lo) / (hi - lo)
+                p.setPen(QPen(color, 1, Qt.DashLine))
+                p.drawLine(QPointF(area.left(), y), QPointF(area.right(), y))
+                p.drawText(int(area.left()) + 4, int(y) - 3, f"start model {reference:.2f} dB")
+                p.setPen(QPen(color, 1.6))
             for v, y in ((hi, area.top() + fm.ascent()), (lo, area.bottom() - 2)):
                 text = fmt.format(10**v if transform is math.log10 else v)
                 x = area.left() - fm.horizontalAdvance(text) - 4 if left else area.right() + 4
@@ -90,4 +97,4 @@ class TrainingPlot(QWidget):
         if self.loss:
             series(self.loss, math.log10, self.LOSS_COLOR, True, "{:.2g}", False)
         if self.psnr:
-            series(self.psnr, float, self.PSNR_COLOR, False, "{:.1f}", True)
+            series(self.psnr, float, self.PSNR_COLOR, False, "{:.1f}", True, self.start)

@@ -493,7 +493,11 @@ class TrainWidget(Container):
         self.progress.max = max(p.total * p.phase_count, 1)
         self.progress.value = min(x, self.progress.max)
         self.progress.native.setFormat(f"%p%   ETA {format_eta(p.eta_s)}")
+        if p.val_start is not None and self.plot.start is None:
+            self.plot.start = p.val_start
         psnr = f" · val PSNR {self.plot.psnr[-1][1]:.2f} dB" if self.plot.psnr else ""
+        if self.plot.psnr and p.val_start is not None:  # what the run has gained over the model it started from
+            psnr += f" ({self.plot.psnr[-1][1] - p.val_start:+.2f} dB vs start)"
         phase = f"{p.phase} ({p.phase_index + 1}/{p.phase_count})" if p.phase_count > 1 else p.phase
         self.status.value = f"{phase}: step {p.step}/{p.total} · loss {p.loss:.4g}{psnr}"
 

@@ -267,3 +267,58 @@ class DegradationStream:
             return [self.pair(rng, size) for _ in range(count)]
         finally:
             self._leaves = kept
+
+
+class ReblurSampler:
+    """Endless batches of fresh sharp crops blurred by one kernel (slightly jittered each time) plus noise of
+    ``noise`` std and 8-bit rounding: more pairs of a user's blur than their few pairs hold."""
+
+    def __init__(self, sources: Sequence[np.ndarray], kernel: np.ndarray, noise: float, patch: int, seed: int = 0):
+        if not sources:
+            raise ValueError("re-blurring needs sharp pictures")
+        self.sources, self.kernel, self.noise, self.patch, self.seed = list(sources), kernel, noise, patch, seed
+        self.rng = np.random.default_rng(seed)
+
+    def pair(self, rng: np.random.Generator) -> Pair:
+        from . import degradations as dg
+
+        kernel = dg.jitter_kernel(self.kernel, rng)
+        pad = kernel.shape[0] // 2 + 1
+        src = self.sources[int(rng.integers(len(self.sources)))]
+        size = self.patch + 2 * pad
+        crop = downscaled_crop(src, size, rng, min_scale=0.5) if min(src.shape[:2]) >= size else None
+        if crop is None:  # a small picture: reflect it up to size
+            crop = np.pad(src, ((0, max(0, size - src.shape[0])), (0, max(0, size - src.shape[1])), (0, 0)),
+                          mode="reflect")[:size, :size]
+        crop = np.rot90(crop, int(rng.integers(4)))
+        crop = np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop, dtype=np.float32)
+        inner = (slice(pad, pad + self.patch), slice(pad, pad + self.patch))
+        blurred = dg.blur(crop, kernel)[inner] + rng.normal(0, self.noise, (self.patch, self.patch, 3))
+        return (np.round(np.clip(blurred, 0, 1) * 255) / 255).astype(np.float32), crop[inner].copy()
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))
+        return to_tensor(blurs), to_tensor(sharps)
+
+
+class MixedSampler:
+    """Batches made of several samplers' patches, ``shares`` of each (the first takes the rounding rest)."""
+
+    def __init__(self, samplers: Sequence, shares: Sequence[float]):
+        self.samplers, self.shares = list(samplers), [float(s) for s in shares]
+        self.seed = getattr(self.samplers[0], "seed", 0)
+
+    @property
+    def rng(self):
+        return self.samplers[0].rng
+
+    @rng.setter
+    def rng(self, value) -> None:  # batch workers reseed: give every sampler its own stream
+        for i, sampler in enumerate(self.samplers):
+            sampler.rng = np.random.default_rng([self.seed, i, int(value.integers(1 << 30))])
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = [int(round(size * s)) for s in self.shares[1:]]
+        counts = [size - sum(counts)] + counts
+        parts = [sampler.batch(n) for sampler, n in zip(self.samplers, counts) if n > 0]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -202,3 +202,50 @@ def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: in
     linear = lift_highlights(to_linear(sharp_padded), rng) if rng.random() < 0.5 else to_linear(sharp_padded)
     blurred = blur(linear, kernel)[crop]
     return camera(blurred, rng), sharp
+
+
+# --- a user's blur, from their own pairs ------------------------------------------------------------------
+def estimate_kernel(pairs, size: int = 41, eps: float = 1e-3) -> np.ndarray:
+    """The one blur kernel that best maps the sharp images of ``pairs`` onto the blurry ones (least squares in
+    the Fourier domain over all pairs and channels, Tikhonov ``eps``), cut to ``size`` px, non-negative, sum 1.
+
+    Every pair is cut to one centre square and tapered by a Hann window, so image borders do not wrap around.
+    Fine-tuning uses it to re-blur more sharp content with the user's blur (``datasets.ReblurSampler``).
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no pairs to estimate a blur kernel from")
+    n = min(256, *(min(s.shape[:2]) for _, s in pairs))
+    window = np.outer(np.hanning(n), np.hanning(n))[..., None]
+    num = den = 0.0
+    for b, s in pairs:
+        y0, x0 = (s.shape[0] - n) // 2, (s.shape[1] - n) // 2
+        crop = (slice(y0, y0 + n), slice(x0, x0 + n))
+        fs, fb = (np.fft.rfft2((np.asarray(a[crop][..., :3], np.float64) - np.mean(a[crop])) * window, axes=(0, 1))
+                  for a in (s, b))
+        num = num + np.sum(np.conj(fs) * fb, axis=-1)
+        den = den + np.sum(np.abs(fs) ** 2, axis=-1)
+    k = np.fft.fftshift(np.fft.irfft2(num / (den + eps * np.mean(den)), s=(n, n)))
+    half = min(size // 2, n // 2 - 1)
+    c = n // 2
+    k = np.clip(k[c - half:c + half + 1, c - half:c + half + 1], 0, None)
+    k[k < 0.05 * k.max()] = 0  # the estimate's noise floor, spread over the whole support, is not blur
+    return (k / k.sum()).astype(np.float32)
+
+
+def jitter_kernel(kernel: np.ndarray, rng: Rng, scale: float = 0.1, angle_deg: float = 5.0) -> np.ndarray:
+    """``kernel`` slightly resized and rotated (the same blur a few percent off, as hand shake varies)."""
+    k = ndimage.rotate(kernel, rng.uniform(-angle_deg, angle_deg), reshape=False, order=1)
+    k = ndimage.zoom(k, rng.uniform(1 - scale, 1 + scale), order=1)
+    k = np.clip(k, 0, None)
+    if k.shape[0] % 2 == 0:
+        k = np.pad(k, ((0, 1), (0, 1)))
+    return (k / max(k.sum(), 1e-8)).astype(np.float32)
+
+
+def residual_noise(pairs, kernel: np.ndarray) -> float:
+    """Noise level of the blurry images beyond ``kernel`` (robust std of blurry - kernel * sharp)."""
+    res = [np.asarray(b, np.float32)[8:-8, 8:-8] - blur(np.asarray(s, np.float32), kernel)[8:-8, 8:-8]
+           for b, s in pairs]
+    flat = np.concatenate([r.ravel() for r in res])
+    return float(1.4826 * np.median(np.abs(flat - np.median(flat))))

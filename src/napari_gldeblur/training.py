@@ -53,6 +53,8 @@ class TrainConfig:
     dead_leaves: float = 0.2  # share of online content that is generated dead leaves
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
+    reblur: float = 0.0  # share of each batch made by re-blurring sharp content with the kernel estimated from
+    # the pairs (fine-tuning on a user's few pairs of one blur; datasets.ReblurSampler); 0: off
     val_fraction: float = 0.1
     val_every: int = 100
     val_size: int = 256  # validation on centre crops of this size
@@ -78,6 +80,7 @@ class Progress:
     phase_index: int = 0
     phase_count: int = 1
     precision: str = "fp32"  # what the forward pass runs in: fp32 or bf16 (autocast)
+    val_start: Optional[float] = None  # validation PSNR of the phase's starting weights (the gain's reference)
 
 
 # --- losses (section 3.2) --------------------------------------------------------------------------
@@ -156,6 +159,8 @@ def check_config(config: TrainConfig) -> None:
         for phase, value in (table.items() if isinstance(table, dict) else [("", table)]):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name} must be > 0 (got {value}{' for ' + phase if phase else ''})")
+    if not 0 <= config.reblur <= 1:
+        raise ValueError(f"--reblur is a share of each batch, 0 to 1 (got {config.reblur})")
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
     if not 0 <= config.val_fraction < 1:
@@ -375,6 +380,19 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
 PHASES_SEED = {"global": 0, "local": 1, "joint": 2}
 
 
+def reblur_sampler(config: TrainConfig, pairs: Sequence[Pair], sampler, seed: int):
+    """``sampler`` mixed with a ``config.reblur`` share of sharp content (the pairs' sharp images and the
+    content pool) re-blurred by the kernel and noise estimated from ``pairs``."""
+    from . import degradations as dg
+    from .datasets import MixedSampler, ReblurSampler
+
+    kernel = dg.estimate_kernel(pairs)
+    noise = dg.residual_noise(pairs, kernel)
+    sources = [s for _, s in pairs] + content_pool(config)
+    return MixedSampler([sampler, ReblurSampler(sources, kernel, noise, config.patch, seed + 1)],
+                        [1 - config.reblur, config.reblur])
+
+
 def check_same_run(saved: dict, config: TrainConfig, out: Path) -> None:
     """Resuming continues the run ``out`` holds: a different model, phase, variant or growth is refused."""
     for key in ("model", "phase", "variant", "deepen"):
@@ -435,6 +453,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         else:
             train_pairs, val_pairs = load_data(config, phase, cache)
             sampler = PatchSampler(train_pairs, config.patch, seed=seed)
+            if config.reblur > 0:
+                sampler = reblur_sampler(config, train_pairs, sampler, seed)
         params = trainable(net, phase)
         opt = torch.optim.Adam(params, lr=lr)  # Adam with default betas (section 4.1)
         if first_step > 0 and state.get("optimizer"):
@@ -449,6 +469,11 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
         scored = copy.deepcopy(net) if ema is not None else net  # what validation measures: the EMA when on
         best = (-math.inf, None)
+        val_start = metrics.get(phase, {}).get("val_start") if first_step else None
+        if val_pairs and first_step == 0:  # the starting weights: what a fine-tune must beat, and a "best" candidate
+            val_start = validate(net, val_pairs, phase, config.val_size, device)[0]
+            metrics[phase] = {"val_start": val_start}
+            best = (val_start, copy.deepcopy(net.state_dict()))
         t0, step = time.perf_counter(), first_step
         val_psnr = val_ssim = None
         loss_avg = None
@@ -485,14 +510,14 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
                 if ema is not None:
                     scored.load_state_dict(ema.shadow)
                 val_psnr, val_ssim = validate(scored, val_pairs, phase, config.val_size, device)
-                metrics[phase] = {"val_psnr": val_psnr, "val_ssim": val_ssim, "step": step}
+                metrics[phase] = {"val_psnr": val_psnr, "val_ssim": val_ssim, "step": step, "val_start": val_start}
                 if val_psnr > best[0]:
                     best = (val_psnr, copy.deepcopy(scored.state_dict()))
             history.append((phase, step, lv, val_psnr))
             rate = (time.perf_counter() - t0) / (step - first_step)
             left = steps - step + sum(per_phase(config.steps, p, "steps") for p in phases[pi + 1:])
             yield Progress(phase, step, steps, loss_avg, val_psnr, val_ssim, sched.get_last_lr()[0],
-                           rate * left, pi, len(phases), "bf16" if amp is not None else "fp32")
+                           rate * left, pi, len(phases), "bf16" if amp is not None else "fp32", val_start)
             if rank == 0 and (step % config.checkpoint_every == 0 and not last):
                 save(step)
             if last and step < steps:  # stopped by the user: keep the best weights and end the run
