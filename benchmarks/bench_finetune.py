@@ -3,8 +3,8 @@
 The case: 12 pairs of 192 px (crops of scikit-image pictures) under one blur the bundled model handles poorly,
 a 17 px diagonal motion streak with a little noise, saved as 8-bit PNGs like a user's; 24 held-out pairs of
 the same blur from other pictures (scikit-image's held-out chelsea, coffee, rocket). Fine-tunes the bundled
-model as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (defaults plus ``--set``
-overrides), then reports, against the bundled model:
+model as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (its fine-tuning defaults,
+``finetune.FINE_TUNE``, plus ``--set`` overrides), then reports, against the bundled model:
 
 * the gain on the held-out pairs of the user's blur (strength 1, and auto);
 * the change on sharp held-out pictures (input = target);
@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from napari_gldeblur.evaluation import psnr
+    from napari_gldeblur.finetune import FINE_TUNE
     from napari_gldeblur.synthesis import HELD_OUT, TRAIN_IMAGES
     from napari_gldeblur.training import TrainConfig, train
 
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
         data = write_pairs(Path(tmp) / "mine", mine)
         for steps in args.steps:
             out = Path(tmp) / f"ft{steps}.pt"
-            cfg = TrainConfig(data=[str(data)], model="lite", steps=steps, out=str(out), **overrides)
+            cfg = TrainConfig(**{**FINE_TUNE, **overrides, "data": [str(data)], "model": "lite", "steps": steps,
+                                 "out": str(out)})
             t0 = time.perf_counter()
             for _ in train(cfg, resume=False):
                 pass

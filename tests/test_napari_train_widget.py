@@ -99,7 +99,10 @@ def test_check_layer_pair_counts_stack_frames_and_names_mismatched_layers(make_n
 def test_widget_opens_from_manifest(viewer_widget):
     viewer, widget = viewer_widget
     assert isinstance(widget, TrainWidget)
-    assert widget.phase.value == "joint"  # the paper's phase for fine-tuning
+    from napari_gldeblur.finetune import FINE_TUNE
+
+    assert widget.phase.value == FINE_TUNE["phase"] == "end2end"  # the measured fine-tuning defaults (CLI too)
+    assert (widget.lr.value, widget.batch.value, widget.loss.value) == (FINE_TUNE["lr"], FINE_TUNE["batch"], FINE_TUNE["loss"])
     assert Path(widget.save_path.value).parent == user_models_dir()
     viewer.add_image(np.zeros((20, 20), np.uint8), name="img")
     assert [c for c in widget.blurry.choices if c is not None][0].name == "img"  # lists new layers at once

@@ -312,3 +312,21 @@ def test_non_finite_weights_are_refused_on_load(tmp_path, tiny_ckpt):
     models.write_checkpoint(tmp_path / "nan.pt", ckpt)
     with pytest.raises(models.CheckpointError, match="non-finite weights"):
         models.load_model(tmp_path / "nan.pt")
+
+
+def test_cli_fine_tuning_takes_the_widgets_defaults_and_scratch_runs_do_not(tmp_path):
+    """``gldeblur train --model lite`` (or a checkpoint) gets finetune.FINE_TUNE, as the Fine-tune widget does;
+    given options win; training from scratch keeps TrainConfig's defaults."""
+    from napari_gldeblur.cli import build_parser, train_config
+    from napari_gldeblur.finetune import FINE_TUNE
+    from napari_gldeblur.training import TrainConfig
+
+    def config(*argv):
+        return train_config(build_parser().parse_args(["train", "--data", str(tmp_path), "-o", str(tmp_path / "x.pt"), *argv]))
+
+    tuned = config("--model", "lite")
+    assert all(getattr(tuned, k) == v for k, v in FINE_TUNE.items())
+    assert config("--model", "lite", "--lr", "3e-4", "--reblur", "0").lr == 3e-4
+    assert config("--model", "lite", "--reblur", "0").reblur == 0
+    scratch = config("--model", "scratch:lite")
+    assert (scratch.lr, scratch.reblur, scratch.loss) == (TrainConfig.lr, 0.0, TrainConfig.loss)

@@ -49,6 +49,7 @@ from ._widget import (
 )
 from .finetune import (  # the Qt-free core of fine-tuning
     FILE,
+    FINE_TUNE,
     MIN_SIZE,
     OWN_ROLES,
     PHASE_CHOICES,
@@ -158,18 +159,23 @@ class TrainWidget(Container):
         self.start_model = ComboBox(label="start from", choices=self._model_choices, value="lite",
                                     tooltip="Bundled model, one of your trained models, or any checkpoint file")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
-        self.phase = ComboBox(label="train", choices=PHASE_CHOICES, value="joint",
-                              tooltip="The paper's phases: joint trains the whole net with the global branch frozen")
-        self.steps = SpinBox(label="steps", value=300, min=1, max=1_000_000, step=50, tooltip="Steps per phase")
-        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-6, max=0.1, step=1e-6)
+        self.phase = ComboBox(label="train", choices=PHASE_CHOICES, value=FINE_TUNE["phase"],
+                              tooltip="everything: all weights at once (measured best for a new blur); joint freezes "
+                                      "the global branch (the paper's phase 3)")
+        self.steps = SpinBox(label="steps", value=FINE_TUNE["steps"], min=1, max=1_000_000, step=50, tooltip="Steps per phase")
+        self.lr = FloatSpinBox(label="learning rate", value=FINE_TUNE["lr"], min=1e-6, max=0.1, step=1e-6)
         self.loss = ComboBox(label="loss", choices=[("per-image PSNR (bundled model)", "psnr"),
-                                                    ("squared error (paper, eq. 4)", "mse")], value="psnr",
+                                                    ("squared error (paper, eq. 4)", "mse")], value=FINE_TUNE["loss"],
                              tooltip="Per-image PSNR weighs nearly sharp pictures as much as blurred ones")
-        self.patch = SpinBox(label="patch size", value=96, min=MIN_SIZE, max=1024, step=16,
+        self.patch = SpinBox(label="patch size", value=FINE_TUNE["patch"], min=MIN_SIZE, max=1024, step=16,
                              tooltip="Training crops; reduced automatically to the smallest image")
-        self.batch = SpinBox(label="batch size", value=4, min=1, max=256)
-        self.val_split = FloatSpinBox(label="validation split", value=0.2, min=0.0, max=0.9, step=0.05,
+        self.batch = SpinBox(label="batch size", value=FINE_TUNE["batch"], min=1, max=256)
+        self.val_split = FloatSpinBox(label="validation split", value=FINE_TUNE["val_fraction"], min=0.0, max=0.9, step=0.05,
                                       tooltip="Fraction of pairs kept for validation PSNR (at least one pair trains)")
+        self.reblur = CheckBox(text="learn my blur from more pictures", value=FINE_TUNE["reblur"] > 0,
+                               tooltip="Estimate the blur kernel of your pairs and apply it to more sharp pictures "
+                                       "(half of each batch), and keep a quarter of general examples, so a few "
+                                       "pairs teach your blur without forgetting the rest")
         self.device = ComboBox(label="device", choices=self._device_choices(), value="auto")
         self.save_path = FileEdit(label="save to", mode="w", filter="*.pt",
                                   tooltip=f"Checkpoint to write; models in {user_models_dir()} "
@@ -179,7 +185,8 @@ class TrainWidget(Container):
         self.preview_layer = ComboBox(label="preview on", choices=self._layer_choices, nullable=True, visible=False)
         self.preview_every = SpinBox(label="every (steps)", value=25, min=1, max=100_000, visible=False)
         self.settings_box = Container(widgets=[self.start_model, self.checkpoint, self.phase, self.steps, self.lr,
-                                               self.loss, self.patch, self.batch, self.val_split, self.device, self.save_path,
+                                               self.loss, self.patch, self.batch, self.val_split, self.reblur,
+                                               self.device, self.save_path,
                                                self.preview, self.preview_layer, self.preview_every])
 
         # 4. run
@@ -448,7 +455,8 @@ class TrainWidget(Container):
             save = save.with_name(save.name + ".pt")
         return TrainJob(layers, folder, model, self.phase.value, int(self.steps.value), float(self.lr.value),
                         int(self.patch.value), int(self.batch.value), float(self.val_split.value), self.device.value,
-                        save, self._make_preview_job(), label, loss=self.loss.value)
+                        save, self._make_preview_job(), label, loss=self.loss.value,
+                        reblur=FINE_TUNE["reblur"] if self.reblur.value else 0.0, rehearse=FINE_TUNE["rehearse"])
 
     def _make_preview_job(self) -> Optional[PreviewJob]:
         """The crop around the view centre of the preview layer's current frame, or None when preview is off."""

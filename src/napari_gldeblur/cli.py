@@ -78,17 +78,23 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="pairs for phase joint / end2end (default: --data); repeatable")
     p.add_argument("--phase", choices=["global", "local", "joint", "all", "end2end"], default=None,
                    help="default: joint when fine-tuning a trained model, all when training from scratch")
+    p.add_argument("--reblur", type=float, default=None,
+                   help="share of each batch re-blurred with the kernel estimated from your pairs (fine-tuning default 0.5)")
+    p.add_argument("--rehearse", type=float, default=None,
+                   help="share of each batch from the general synthetic stream, so a fine-tune keeps what the model "
+                        "knew (fine-tuning default 0.25)")
     p.add_argument("--model", default=None, help="lite (bundled, fine-tune; default), paper, scratch:lite, or a checkpoint")
     p.add_argument("--variant", choices=["LB", "DB", "DBAF"], default=None, help="ablation variant (Table 1)")
-    p.add_argument("--steps", type=int, default=None, help="steps per phase (default 1000)")
+    p.add_argument("--steps", type=int, default=None, help="steps per phase (default 1000; fine-tuning 300)")
     p.add_argument("--batch", type=int, default=None, help="patches per step (default 8)")
     p.add_argument("--patch", type=int, default=None, help="patch side in pixels (default 96)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; fine-tuning 2e-4)")
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default 100)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps (default 100)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--loss", choices=["mse", "psnr"], default=None,
-                   help="mse (default): the paper's eqs. 2-4; psnr: minus per-image PSNR, so nearly sharp images count as much as blurred ones")
+                   help="mse (default from scratch): the paper's eqs. 2-4; psnr (fine-tuning default): minus per-image PSNR, "
+                        "so nearly sharp images count as much as blurred ones")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="auto (default): bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
     p.add_argument("--workers", type=int, default=None,
@@ -100,7 +106,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 TRAIN_OPTIONS = ("data", "global_data", "joint_data", "phase", "model", "variant", "steps", "batch", "patch", "lr",
-                 "val_every", "checkpoint_every", "device", "loss", "precision", "workers", "seed", "out")
+                 "val_every", "checkpoint_every", "device", "loss", "precision", "workers", "seed", "out", "reblur",
+                 "rehearse")
 
 
 def train_config(args: argparse.Namespace):
@@ -112,7 +119,16 @@ def train_config(args: argparse.Namespace):
         return load_recipe(args.recipe, **given)
     if "out" not in given:
         raise ValueError("give -o CHECKPOINT (or --recipe FILE)")
+    if is_fine_tune(given.get("model", "lite")):  # the measured fine-tuning defaults, as the Fine-tune widget
+        from .finetune import FINE_TUNE
+
+        given = {**FINE_TUNE, **given}
     return TrainConfig(**given)
+
+
+def is_fine_tune(model: str) -> bool:
+    """Training starts from trained weights: the bundled lite or a checkpoint file (not scratch:, not paper)."""
+    return model == "lite" or Path(model).is_file()
 
 
 def _train(args: argparse.Namespace) -> int:

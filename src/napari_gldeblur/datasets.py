@@ -271,12 +271,15 @@ class DegradationStream:
 
 class ReblurSampler:
     """Endless batches of fresh sharp crops blurred by one kernel (slightly jittered each time) plus noise of
-    ``noise`` std and 8-bit rounding: more pairs of a user's blur than their few pairs hold."""
+    ``noise`` std and 8-bit rounding: more pairs of a user's blur than their few pairs hold. A share
+    ``identity`` of the patches stay sharp (input = target), so sharp pictures keep coming back unchanged."""
 
-    def __init__(self, sources: Sequence[np.ndarray], kernel: np.ndarray, noise: float, patch: int, seed: int = 0):
+    def __init__(self, sources: Sequence[np.ndarray], kernel: np.ndarray, noise: float, patch: int, seed: int = 0,
+                 identity: float = 0.0):
         if not sources:
             raise ValueError("re-blurring needs sharp pictures")
         self.sources, self.kernel, self.noise, self.patch, self.seed = list(sources), kernel, noise, patch, seed
+        self.identity = identity
         self.rng = np.random.default_rng(seed)
 
     def pair(self, rng: np.random.Generator) -> Pair:
@@ -293,6 +296,8 @@ class ReblurSampler:
         crop = np.rot90(crop, int(rng.integers(4)))
         crop = np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop, dtype=np.float32)
         inner = (slice(pad, pad + self.patch), slice(pad, pad + self.patch))
+        if rng.random() < self.identity:
+            return crop[inner].copy(), crop[inner].copy()
         blurred = dg.blur(crop, kernel)[inner] + rng.normal(0, self.noise, (self.patch, self.patch, 3))
         return (np.round(np.clip(blurred, 0, 1) * 255) / 255).astype(np.float32), crop[inner].copy()
 

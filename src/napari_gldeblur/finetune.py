@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 Pair = tuple[np.ndarray, np.ndarray]
 
 FILE = "<file>"  # value of the start-model chooser's "checkpoint file…" entry
+# Defaults for fine-tuning a trained model on a user's pairs, shared by ``gldeblur train`` and the Fine-tune
+# widget; measured with benchmarks/bench_finetune.py (docs/benchmarks.md, "Fine-tuning").
+FINE_TUNE = {"phase": "end2end", "steps": 300, "lr": 1e-3, "batch": 32, "patch": 96, "loss": "mse",
+             "reblur": 0.5, "rehearse": 0.25, "val_fraction": 0.2}
 MIN_SIZE = 16  # smallest image side we train on (the network downsamples twice; smaller crops teach nothing)
 PREVIEW_SIZE = 256  # the preview deblurs at most this many pixels square around the view centre (cheap)
 OWN_ROLES = ("preview", "local", "global", "attention")  # our output layers: never offered as training data
 PHASE_CHOICES = [
-    ("joint (fine-tune: global branch frozen)", "joint"),
+    ("everything (fine-tune default)", "end2end"),
+    ("joint (global branch frozen)", "joint"),
     ("local branch only", "local"),
     ("global branch only (uniform blur pairs)", "global"),
     ("all: global → local → joint", "all"),
@@ -178,7 +183,9 @@ class TrainJob:
     save: Path
     preview: Optional[PreviewJob] = None
     data_label: str = ""
-    loss: str = "psnr"  # training.DISTANCES: psnr (as the bundled recipe) or mse (the paper's)
+    loss: str = FINE_TUNE["loss"]  # training.DISTANCES: psnr (as the bundled recipe) or mse (the paper's)
+    reblur: float = FINE_TUNE["reblur"]  # share of re-blurred content (TrainConfig.reblur)
+    rehearse: float = FINE_TUNE["rehearse"]  # share of the general online stream (TrainConfig.rehearse)
 
 
 @dataclass
@@ -251,6 +258,7 @@ def run_training(job: TrainJob, stop: Callable[[], bool]) -> Generator[Event, No
         config = TrainConfig(model=job.model, phase=job.phase, steps=job.steps, batch=job.batch, patch=patch,
                              lr=job.lr, val_fraction=job.val_fraction, val_every=max(1, job.steps // 25),
                              checkpoint_every=max(1, every), out=str(tmp), device=job.device, loss=job.loss,
+                             reblur=job.reblur, rehearse=job.rehearse if job.reblur > 0 else 0.0,
                              workers=0)  # no processes forked from the viewer; a few layers cut fast in-process
         last: Optional[Progress] = None
         preview_due = False

@@ -55,6 +55,8 @@ class TrainConfig:
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
     reblur: float = 0.0  # share of each batch made by re-blurring sharp content with the kernel estimated from
     # the pairs (fine-tuning on a user's few pairs of one blur; datasets.ReblurSampler); 0: off
+    rehearse: float = 0.0  # share of each batch from the general online stream while training on pairs, so a
+    # fine-tune keeps what the model knew (sharp stays sharp, other blur still deblurs); 0: off
     val_fraction: float = 0.1
     val_every: int = 100
     val_size: int = 256  # validation on centre crops of this size
@@ -159,8 +161,9 @@ def check_config(config: TrainConfig) -> None:
         for phase, value in (table.items() if isinstance(table, dict) else [("", table)]):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name} must be > 0 (got {value}{' for ' + phase if phase else ''})")
-    if not 0 <= config.reblur <= 1:
-        raise ValueError(f"--reblur is a share of each batch, 0 to 1 (got {config.reblur})")
+    if not (0 <= config.reblur <= 1 and 0 <= config.rehearse <= 1 and config.reblur + config.rehearse < 1):
+        raise ValueError(f"--reblur ({config.reblur}) and --rehearse ({config.rehearse}) are shares of each batch: "
+                         "each 0 to 1, together below 1 (the rest comes from the pairs)")
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
     if not 0 <= config.val_fraction < 1:
@@ -367,12 +370,14 @@ def content_pool(config: TrainConfig) -> list[np.ndarray]:
     return pool + (skimage_images(TRAIN_IMAGES) if config.skimage_content else [])
 
 
-def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed: int):
+def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed: int, with_val: bool = True):
     """(stream, validation pairs) of a phase: uniform blur for global, dynamic scenes for local, both for joint."""
     from .datasets import DegradationStream
 
     kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
     stream = DegradationStream(sources, config.patch, kind, seed, config.dead_leaves, config.dynamic_share)
+    if not with_val:
+        return stream, []
     val = DegradationStream(sources, config.val_size, kind, config.seed, config.dead_leaves, config.dynamic_share)
     return stream, val.fixed_pairs(config.val_count, config.val_size, seed=config.seed + PHASES_SEED.get(phase, 3))
 
@@ -380,17 +385,24 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
 PHASES_SEED = {"global": 0, "local": 1, "joint": 2}
 
 
-def reblur_sampler(config: TrainConfig, pairs: Sequence[Pair], sampler, seed: int):
-    """``sampler`` mixed with a ``config.reblur`` share of sharp content (the pairs' sharp images and the
-    content pool) re-blurred by the kernel and noise estimated from ``pairs``."""
+def fine_tune_sampler(config: TrainConfig, phase: str, pairs: Sequence[Pair], sampler, seed: int):
+    """``sampler`` (the user's pairs) mixed with a ``config.reblur`` share of sharp content (the pairs' sharp
+    images and the content pool) re-blurred by the kernel and noise estimated from ``pairs`` (a fifth of them
+    left sharp), and a ``config.rehearse`` share of the general online stream."""
     from . import degradations as dg
     from .datasets import MixedSampler, ReblurSampler
 
-    kernel = dg.estimate_kernel(pairs)
-    noise = dg.residual_noise(pairs, kernel)
-    sources = [s for _, s in pairs] + content_pool(config)
-    return MixedSampler([sampler, ReblurSampler(sources, kernel, noise, config.patch, seed + 1)],
-                        [1 - config.reblur, config.reblur])
+    pool = content_pool(config)
+    samplers, shares = [sampler], [1 - config.reblur - config.rehearse]
+    if config.reblur > 0:
+        kernel = dg.estimate_kernel(pairs)
+        noise = dg.residual_noise(pairs, kernel)
+        samplers.append(ReblurSampler([s for _, s in pairs] + pool, kernel, noise, config.patch, seed + 1, identity=0.2))
+        shares.append(config.reblur)
+    if config.rehearse > 0:
+        samplers.append(online_data(config, phase, pool, seed + 2, with_val=False)[0])
+        shares.append(config.rehearse)
+    return MixedSampler(samplers, shares)
 
 
 def check_same_run(saved: dict, config: TrainConfig, out: Path) -> None:
@@ -453,8 +465,8 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
         else:
             train_pairs, val_pairs = load_data(config, phase, cache)
             sampler = PatchSampler(train_pairs, config.patch, seed=seed)
-            if config.reblur > 0:
-                sampler = reblur_sampler(config, train_pairs, sampler, seed)
+            if config.reblur > 0 or config.rehearse > 0:
+                sampler = fine_tune_sampler(config, phase, train_pairs, sampler, seed)
         params = trainable(net, phase)
         opt = torch.optim.Adam(params, lr=lr)  # Adam with default betas (section 4.1)
         if first_step > 0 and state.get("optimizer"):
