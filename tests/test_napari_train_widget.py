@@ -139,9 +139,9 @@ def test_finetune_on_two_layer_pairs_lowers_loss_saves_and_announces(viewer_widg
     from napari_gldeblur.models import read_checkpoint
 
     ckpt = read_checkpoint(saved)
-    assert ckpt["train_config"]["loss"] == "psnr"  # the widget's default, as the bundled recipe
+    assert ckpt["train_config"]["loss"] == finetune.FINE_TUNE["loss"]  # the measured fine-tuning default, as the CLI
     assert ckpt["train_config"]["workers"] == 0  # never forks worker processes from the viewer
-    history = [loss for _, _, loss, _ in ckpt["history"]]  # minus PSNR in dB
+    history = [loss for _, _, loss, _ in ckpt["history"]]
     assert np.mean(history[-5:]) < np.mean(history[:5])
     assert all(v > 0 for _, v in widget.plot.loss)  # plotted as per-image MSE on the log scale
     pairs = finetune.pairs_from_arrays([(b.data, b.rgb, s.data, s.rgb) for b, s in layer_pairs])
@@ -326,3 +326,26 @@ def test_preview_shows_the_current_weights_on_a_crop_of_the_blurry_layer(viewer_
     assert preview.data.shape == (48, 48, 3) and preview.rgb and 0 <= preview.data.min() and preview.data.max() <= 1
     assert seen[0] == 4 and seen[-1] == 10  # every 4 steps, then the final weights
     assert preview not in [c for c in widget.blurry.choices]  # never offered as training data
+
+
+def test_status_reports_the_gain_over_the_starting_model(viewer_widget, qtbot, notes, make_checkpoint, tmp_path):
+    """During and after a run the status says the held-out gain against the model it started from, and the
+    plot holds that model's level (the dashed line)."""
+    viewer, widget = viewer_widget
+    start = make_checkpoint(tmp_path / "start.pt")
+    for b, s in add_two_pairs(viewer):
+        widget.add_pair(b, s)
+    configure(widget, start, steps=10)
+    seen, shown = [], widget._on_progress
+
+    def spy(progress):
+        shown(progress)
+        seen.append(widget.status.value)
+
+    widget._on_progress = spy
+    widget.start_button.native.click()
+    wait(qtbot, widget)
+    assert notes["error"] == []
+    assert widget.plot.start is not None
+    assert any("vs start)" in text and "step" in text for text in seen), seen[-3:]
+    assert "vs start)" in widget.status.value and widget.status.value.startswith("done")

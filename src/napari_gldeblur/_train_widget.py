@@ -532,8 +532,10 @@ class TrainWidget(Container):
             self.status.value = "failed: " + outcome.error
             return
         self.progress.native.setFormat("%p%")
-        psnr = [m["val_psnr"] for m in outcome.metrics.values() if isinstance(m, dict) and m.get("val_psnr")]
-        score = f", val PSNR {psnr[-1]:.2f} dB" if psnr else ""
+        scored = [m for m in outcome.metrics.values() if isinstance(m, dict) and m.get("val_psnr")]
+        score = f", val PSNR {scored[-1]['val_psnr']:.2f} dB" if scored else ""
+        if scored and scored[-1].get("val_start") is not None:
+            score += f" ({scored[-1]['val_psnr'] - scored[-1]['val_start']:+.2f} dB vs start)"
         how = "stopped" if outcome.stopped else "done"
         self.status.value = f"{how} after {outcome.steps} steps in {outcome.seconds:.0f} s{score}: saved {outcome.path}"
         models_changed.emit(str(outcome.path))
