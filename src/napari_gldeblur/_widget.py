@@ -522,18 +522,23 @@ class DeblurWidget(Container):
             show_error(str(exc))
             return None
         self._source = source
-        worker = thread_worker(run_job, start_thread=False)(job)
+        return self._start(thread_worker(run_job, start_thread=False)(job), self._on_returned,
+                           f"deblurring '{source.name}'…")
+
+    def _start(self, worker: GeneratorWorker, on_returned: Callable[[Outcome], None], status: str) -> GeneratorWorker:
+        """Wire a worker's progress, result, cancel and end to the widget, and start it."""
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
+        worker.returned.connect(on_returned)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self._set_running(True)
-        self.status.value = f"deblurring '{source.name}'…"
+        self.status.value = status
         worker.start()
         return worker
 
-    def _make_job(self, source: napari.layers.Image) -> Job:
+    def _engine_choice(self) -> tuple[str, str, Optional[int], Union[float, str]]:
+        """(model, device, tile, strength) as chosen, or ValueError with what to change."""
         model, device = self.model.value, self.device.value
         if model == BROWSE:
             raise ValueError("Choose a model first.")
@@ -541,6 +546,10 @@ class DeblurWidget(Container):
             raise ValueError("CUDA is not available on this machine: choose auto or CPU.")
         tile = None if self.tile.value is None else int(self.tile.value)
         strength = "auto" if self.auto_strength.value else float(self.strength.value)
+        return model, device, tile, strength
+
+    def _make_job(self, source: napari.layers.Image) -> Job:
+        model, device, tile, strength = self._engine_choice()
         axis = self.channel_axis.value if not source.rgb else None
         job = Job(source.data, bool(source.rgb), model, device, tile, bool(self.add_features.value), strength, axis)
         if is_lazy(source.data):
@@ -573,16 +582,8 @@ class DeblurWidget(Container):
             show_error(str(exc))
             return None
         self._stop = threading.Event()
-        worker = thread_worker(run_folder_job, start_thread=False)(job, self._stop.is_set)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_folder_returned)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self._set_running(True)
-        self.status.value = f"deblurring the images in {job.source}…"
-        worker.start()
-        return worker
+        return self._start(thread_worker(run_folder_job, start_thread=False)(job, self._stop.is_set),
+                           self._on_folder_returned, f"deblurring the images in {job.source}…")
 
     def _make_folder_job(self, source: Any = None, target: Any = None) -> "FolderJob":
         source = Path(source if source is not None else self.input_folder.value).expanduser()
@@ -591,12 +592,7 @@ class DeblurWidget(Container):
             raise ValueError(f"Input folder {source} does not exist: choose a folder of images.")
         if str(target) in ("", ".") or target.resolve() == source.resolve():
             raise ValueError("Choose an output folder other than the input folder (results keep the file names).")
-        model, device = self.model.value, self.device.value
-        if model == BROWSE:
-            raise ValueError("Choose a model first.")
-        tile = None if self.tile.value is None else int(self.tile.value)
-        strength = "auto" if self.auto_strength.value else float(self.strength.value)
-        return FolderJob(source, target, model, device, tile, strength)
+        return FolderJob(source, target, *self._engine_choice())
 
     def _on_folder_returned(self, outcome: "Outcome") -> None:
         if outcome.error:
