@@ -42,16 +42,17 @@ def test_frames_arrive_in_order_and_a_short_stack_is_refused(tmp_path):
 
 def test_png_and_tiff_outputs_record_provenance(tmp_path, tiny_checkpoint, capsys):
     """The CLI writes model name and SHA-256, the strength chosen, tile, device, precision and version into
-    each file: a PNG text chunk and the TIFF description."""
+    each file: a PNG text chunk, the TIFF description, a JPEG comment."""
     from napari_gldeblur import __version__
     from napari_gldeblur.models import sha256
 
     write_image_file(tmp_path / "in" / "a.png", RNG.integers(0, 256, (24, 30, 3), dtype=np.uint8))
     write_image_file(tmp_path / "in" / "b.tif", RNG.random((24, 30)).astype(np.float32))
+    write_image_file(tmp_path / "in" / "c.jpg", RNG.integers(0, 256, (24, 30, 3), dtype=np.uint8))
     code = main(["deblur", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint),
                  "--device", "cpu", "--precision", "fp32", "--strength", "0.5"])
     assert code == 0, capsys.readouterr().err
-    for name in ("a.png", "b.tif"):
+    for name in ("a.png", "b.tif", "c.jpg"):
         meta = read_description(tmp_path / "out" / name)
         assert meta["model_sha256"] == sha256(tiny_checkpoint), name
         assert meta["strength"] == [0.5] and meta["device"] == "cpu" and meta["precision"] == "fp32"

@@ -383,15 +383,21 @@ def test_outputs_keep_units_axis_labels_metadata_and_record_provenance(viewer_wi
     assert prov["model_sha256"] == widget_engine(widget).model["sha256"] and len(prov["strength"]) == 3
 
 
-def test_a_dask_stack_streams_into_a_memmap_and_maps_only_the_viewed_frame(viewer_widget, qtbot, notes,
-                                                                        tmp_path, monkeypatch):
-    """A lazy (dask) layer is deblurred into a memory-mapped TIFF (not RAM); the feature layers are 2-D maps
-    of the frame on view; the pixels equal the in-memory result."""
-    da = pytest.importorskip("dask.array")
+@pytest.mark.parametrize("kind", ["dask", "zarr"])
+def test_a_lazy_stack_streams_into_a_memmap_and_maps_only_the_viewed_frame(viewer_widget, qtbot, notes,
+                                                                        tmp_path, monkeypatch, kind):
+    """A lazy (dask or zarr) layer is deblurred into a memory-mapped TIFF (not RAM); the feature layers are 2-D
+    maps of the frame on view; the pixels equal the in-memory result."""
     monkeypatch.setattr(_widget, "results_dir", lambda: tmp_path / "results")
     viewer, widget = viewer_widget
     stack = np.random.default_rng(2).integers(0, 256, (4, 20, 24), dtype=np.uint8)
-    src = viewer.add_image(da.from_array(stack, chunks=(1, 20, 24)), name="lazy")
+    if kind == "dask":
+        lazy = pytest.importorskip("dask.array").from_array(stack, chunks=(1, 20, 24))
+    else:
+        lazy = pytest.importorskip("zarr").open_array(str(tmp_path / "s.zarr"), mode="w", shape=stack.shape,
+                                                       chunks=(1, 20, 24), dtype=stack.dtype)
+        lazy[:] = stack
+    src = viewer.add_image(lazy, name="lazy")
     viewer.dims.set_current_step(0, 2)
     widget.auto_strength.value, widget.strength.value = False, 1.0
     run(qtbot, widget, src)
@@ -401,6 +407,9 @@ def test_a_dask_stack_streams_into_a_memmap_and_maps_only_the_viewed_frame(viewe
     np.testing.assert_array_equal(np.asarray(deblurred.data), widget_engine(widget)(stack, strength=1.0, features=False).image)
     assert features and all(f.data.shape == (20, 24) for f in features)
     assert features[0].metadata["napari_gldeblur"]["frame"] == [2]
+    from napari_gldeblur.imageio import read_description
+
+    assert read_description(deblurred.data.filename) == deblurred.metadata["napari_gldeblur"]["provenance"]
 
 
 def test_folder_mode_deblurs_every_file_and_a_bad_one_does_not_stop_it(viewer_widget, qtbot, notes, tmp_path):

@@ -218,6 +218,17 @@ def memmap_output(path: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return tifffile.memmap(path, shape=tuple(shape), dtype=dtype)
 
 
+def describe_file(path: Path, shape: tuple[int, ...], provenance: dict) -> None:
+    """Put the provenance into a finished memory-mapped result's TIFF description (as the CLI's files have it)."""
+    import json
+
+    import tifffile
+
+    from .imageio import TEXT_KEY
+
+    tifffile.tiffcomment(path, json.dumps({"shape": list(shape), TEXT_KEY: provenance}))
+
+
 def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) -> Generator[tuple[int, int], None, Outcome]:
     """Deblur the layer's data, yielding (done, total) tiles over all frames; returns an Outcome (never raises)."""
     try:
@@ -236,6 +247,7 @@ def run_job(job: Job, deblurrer_factory: Optional[Callable[..., Any]] = None) ->
             return Outcome(error="Deblurring stopped before finishing.")
         if out is not None:
             out.flush()
+            describe_file(job.out_path, tuple(out.shape), result.provenance)
         maps_of = result
         if job.features and job.feature_frame is not None:  # maps of the viewed frame only
             frame = np.asarray(job.data[job.feature_frame])

@@ -8,7 +8,8 @@ as 8-bit, so those go through imagecodecs (libpng) instead.
 
 Big stacks: ``open_image_file`` gives a multi-page TIFF as a ``TiffStack`` read one page per frame, and
 ``TiffFrames`` writes one frame at a time, so neither holds the stack in memory. Files can carry a JSON
-description (``metadata``: TIFF ImageDescription, PNG ``tEXt`` chunk) and a pixel size (TIFF resolution).
+description (``metadata``: TIFF ImageDescription, PNG ``tEXt`` chunk, JPEG comment) and a pixel size (TIFF
+resolution).
 """
 from __future__ import annotations
 
@@ -212,6 +213,8 @@ def read_description(path: PathLike) -> dict:
         from PIL import Image
 
         with Image.open(path) as im:
+            if "comment" in im.info:  # JPEG
+                return dict(json.loads(im.info["comment"]).get(TEXT_KEY) or {})
             return json.loads(im.info.get(TEXT_KEY, im.text.get(TEXT_KEY, "{}")) if hasattr(im, "text") else "{}")
     except (ValueError, OSError, json.JSONDecodeError):
         return {}
@@ -334,6 +337,8 @@ def _write(path: Path, array: np.ndarray, fmt: str, metadata: dict | None, spaci
             info = PngImagePlugin.PngInfo()
             info.add_text(TEXT_KEY, json.dumps(metadata))
             options["pnginfo"] = info
+        elif fmt == "JPEG" and metadata:  # a COM segment holding {"napari_gldeblur": ...}
+            options["comment"] = json.dumps({TEXT_KEY: metadata}).encode()
         im = Image.fromarray(array)
         im.save(path, format=fmt, **options)
 
