@@ -29,14 +29,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def streak(length: float = 17.0) -> np.ndarray:
-    """A straight diagonal motion streak of ``length`` px (45 degrees)."""
-    from napari_gldeblur.degradations import rasterise
-
-    d = length / np.sqrt(2)
-    return rasterise(np.stack([np.linspace(0, d, 256)] * 2, 1))
-
-
 def user_pairs(names, count: int, size: int, seed: int, kernel: np.ndarray, noise: float = 0.01):
     """``count`` (blurry, sharp) 8-bit pairs of ``size`` px cropped from scikit-image pictures ``names``."""
     from napari_gldeblur.degradations import blur
@@ -109,6 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
 
+    from napari_gldeblur.degradations import line_kernel
     from napari_gldeblur.evaluation import psnr
     from napari_gldeblur.finetune import FINE_TUNE
     from napari_gldeblur.synthesis import HELD_OUT, TRAIN_IMAGES
@@ -121,7 +114,7 @@ def main(argv=None) -> int:
         if key not in known:
             p.error(f"--set {key}: not a TrainConfig field")
         overrides[key] = parse_value(value)
-    kernel = streak()
+    kernel = line_kernel(17.0)  # diagonal
     mine = user_pairs(TRAIN_IMAGES, 12, 192, seed=1, kernel=kernel)
     held_out = user_pairs(HELD_OUT, 24, 192, seed=2, kernel=kernel)
     sharp = [(s, s) for _, s in held_out[:12]]

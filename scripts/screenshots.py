@@ -118,7 +118,7 @@ def finetune_shot(viewer, app, out: Path, steps: int) -> None:
 
     from napari_gldeblur import degradations as dg
 
-    kernel = dg.rasterise(np.stack([np.linspace(0, 12, 200)] * 2, 1))
+    kernel = dg.line_kernel(17.0)
     rng = np.random.default_rng(0)
     blurs, sharps = [], []
     for name in ("astronaut", "coffee", "chelsea", "rocket", "astronaut", "coffee"):

@@ -183,7 +183,7 @@ def test_reblur_sampler_blurs_fresh_content_with_the_given_kernel():
 
     rng = np.random.default_rng(0)
     sources = [rng.random((80, 90, 3)).astype(np.float32) for _ in range(3)]
-    kernel = dg.rasterise(np.stack([np.linspace(0, 8, 100)] * 2, 1))
+    kernel = dg.line_kernel(11.0)
     sampler = ReblurSampler(sources, kernel, 0.005, patch=32, seed=1)
     x, y = sampler.batch(4)
     assert x.shape == y.shape == (4, 3, 32, 32)

@@ -45,7 +45,7 @@ def streak_pairs(names, count: int, size: int, seed: int):
     from napari_gldeblur import degradations as dg
     from napari_gldeblur.synthesis import skimage_images
 
-    kernel = dg.rasterise(np.stack([np.linspace(0, 12, 200)] * 2, 1))
+    kernel = dg.line_kernel(17.0)
     rng = np.random.default_rng(seed)
     pictures = skimage_images(names)
     pairs = []

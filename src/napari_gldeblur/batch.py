@@ -101,6 +101,7 @@ def deblur_file(d, src: Path, out: Path, features: bool = False, strength: Union
                 cancel: Optional[Callable[[], bool]] = None) -> list[Path]:
     """Deblur one file into ``out`` (same name and format) with Deblurrer ``d``; returns the paths written."""
     from .imageio import TiffFrames, TiffStack, open_image_file, write_image_file
+    from .inference import image_layout
 
     target = out / src.name
     if target.resolve() == src.resolve():
@@ -108,7 +109,8 @@ def deblur_file(d, src: Path, out: Path, features: bool = False, strength: Union
     image = open_image_file(src)
     try:
         if isinstance(image, TiffStack):  # a stack: frames stream from the input pages to the output pages
-            frames = TiffFrames(target, image.shape, image.dtype, rgb=_is_rgb(image, channel_axis))
+            colour = channel_axis is None and image_layout(image.shape).channels > 1  # the engine's own rule
+            frames = TiffFrames(target, image.shape, image.dtype, rgb=colour)
             try:
                 result = d(image, progress=progress, cancel=cancel, features=features, strength=strength,
                            channel_axis=channel_axis, out=frames)
@@ -127,10 +129,6 @@ def deblur_file(d, src: Path, out: Path, features: bool = False, strength: Union
     if features:
         written += write_features(result, out, src.stem)
     return written
-
-
-def _is_rgb(image, channel_axis: Optional[int]) -> bool:
-    return channel_axis is None and len(image.shape) >= 3 and image.shape[-1] in (3, 4)
 
 
 def write_features(result, out: Path, stem: str) -> list[Path]:

@@ -38,6 +38,13 @@ def rasterise(points: np.ndarray, weights: np.ndarray | None = None, pad: int = 
     return (k / k.sum()).astype(np.float32)
 
 
+def line_kernel(length: float, angle_deg: float = 45.0) -> np.ndarray:
+    """A straight, evenly exposed motion streak of ``length`` px at ``angle_deg`` (0: horizontal)."""
+    t = np.linspace(0.0, length, 256)
+    a = np.deg2rad(angle_deg)
+    return rasterise(np.stack([t * np.sin(a), t * np.cos(a)], 1))
+
+
 def shake_kernel(rng: Rng, length: float) -> np.ndarray:
     """Camera shake: a random trajectory of ``length`` px, straight, curved or jerky, exposed unevenly.
 

@@ -149,11 +149,8 @@ class TiffFrames:
         os.close(fd)
         big = int(np.prod(self.shape)) * self.dtype.itemsize > 2**31
         self._writer = tifffile.TiffWriter(self._tmp, bigtiff=big)
-        self._options = {"photometric": "rgb" if rgb else "minisblack", "contiguous": True,
-                         "metadata": {"shape": list(self.shape), **({TEXT_KEY: metadata} if metadata else {})},
-                         **tiff_resolution(spacing, unit)}
-        if rgb and self.shape[-1] == 4:
-            self._options["extrasamples"] = ["unassalpha"]
+        self._options = tiff_options(self.shape, rgb, metadata, spacing, unit) | {"contiguous": True}
+        self._options["metadata"] = {"shape": list(self.shape), **self._options.get("metadata", {})}
 
     def __setitem__(self, index, frame) -> None:
         index = index if isinstance(index, tuple) else (index,)
@@ -182,6 +179,16 @@ class TiffFrames:
         self._writer.close()
         if os.path.exists(self._tmp):
             os.remove(self._tmp)
+
+
+def tiff_options(shape: tuple[int, ...], rgb: bool, metadata: dict | None, spacing, unit) -> dict:
+    """tifffile write options: photometric (and alpha) for ``shape``, our JSON ``metadata``, the resolution."""
+    options = {"photometric": "rgb" if rgb else "minisblack", **tiff_resolution(spacing, unit)}
+    if rgb and shape[-1] == 4:
+        options["extrasamples"] = ["unassalpha"]
+    if metadata:
+        options["metadata"] = {TEXT_KEY: metadata}
+    return options
 
 
 def tiff_resolution(spacing: tuple[float, float] | None, unit: str | None) -> dict:
@@ -321,11 +328,7 @@ def _write(path: Path, array: np.ndarray, fmt: str, metadata: dict | None, spaci
         import tifffile
 
         colour = array.ndim >= 3 and array.shape[-1] in (3, 4)
-        extra = {"extrasamples": ["unassalpha"]} if colour and array.shape[-1] == 4 else {}
-        extra |= tiff_resolution(spacing, unit)
-        if metadata:
-            extra["metadata"] = {TEXT_KEY: metadata}
-        tifffile.imwrite(path, array, photometric="rgb" if colour else "minisblack", **extra)
+        tifffile.imwrite(path, array, **tiff_options(array.shape, colour, metadata, spacing, unit))
     elif fmt == "PNG" and array.dtype == np.uint16 and array.ndim == 3:
         data = encode_png(array)
         path.write_bytes(png_text(data, TEXT_KEY, json.dumps(metadata)) if metadata else data)
