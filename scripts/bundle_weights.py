@@ -8,7 +8,8 @@ import argparse
 
 from napari_gldeblur import models
 
-KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model")  # "model": the EMA
+KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model", "auto_strength")
+# "model" is the EMA; "auto_strength" the gate scripts/tune_auto_strength.py --write tuned for it
 
 
 def main() -> None:

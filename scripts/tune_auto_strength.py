@@ -14,11 +14,14 @@ output. Rules:
   least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" is the plugin's measure
   (``inference.change_ratio``).
 
+With ``--write``, the tuned "change / detail" gate goes into the checkpoint ``--model`` names (its
+``auto_strength``), so the Deblurrer uses it for that model; ``scripts/bundle_weights.py`` keeps it.
+
 With ``--evaluate``, the thresholds tuned here are then applied, unchanged, to the four evaluation sets: a
 held-out check of the rules, never used to choose them.
 
 Usage (from the repo root): python scripts/tune_auto_strength.py [--model lite] [--min-within 1]
-  [--min-unchanged 1] [--json out.json] [--evaluate]
+  [--min-unchanged 1] [--json out.json] [--evaluate] [--write]
 """
 from __future__ import annotations
 
@@ -31,12 +34,14 @@ import torch
 from evaluate import evaluation_sets, tuning_sets  # scripts/evaluate.py
 from scipy.ndimage import gaussian_filter
 
+from napari_gldeblur import models
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp
 from napari_gldeblur.inference import Deblurrer, change_ratio
 from napari_gldeblur.synthesis import to_uint8
 
 Rule = Callable[[np.ndarray], np.ndarray]  # change -> change kept
+RATIO = "change / detail"  # the plugin's measure (strength.change_ratio), the gate --write stores
 
 
 def gain_db(x: np.ndarray, kept: np.ndarray, ref: np.ndarray) -> float:
@@ -55,7 +60,7 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "mean change": float(mag.mean()),
             "p99 change / p99 gradient": float(np.percentile(mag, 99) / max(np.percentile(np.hypot(gx, gy), 99), 1e-3)),
             "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99)),
-            "change / detail": change_ratio(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change)))}
+            RATIO: change_ratio(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change)))}
 
 
 def network_changes(d: Deblurrer, pairs) -> tuple[list, np.ndarray]:
@@ -95,7 +100,10 @@ def main() -> None:
                    help="least share of sharp pictures that must come back unchanged (0-1)")
     p.add_argument("--json", default=None)
     p.add_argument("--evaluate", action="store_true", help="then apply the tuned gates to the evaluation sets")
+    p.add_argument("--write", action="store_true", help="store the tuned change/detail gate in the --model checkpoint")
     args = p.parse_args()
+    if args.write and args.model in ("lite", "paper"):
+        p.error("--write needs a checkpoint file as --model (bundle it afterwards with scripts/bundle_weights.py)")
     pairs = load_pairs(args.data or [r for roots in tuning_sets().values() for r in roots])
     d = Deblurrer(args.model)
     rows, kinds = network_changes(d, pairs)
@@ -128,6 +136,13 @@ def main() -> None:
         results[f"gate on {name} (0 below {best[1]:.4g}, 0.5 between, 1 from {best[2]:.4g})"] = best[0]
         gates[name] = (best[1], best[2])
     report(results)
+    if args.write:
+        if RATIO not in gates:
+            raise SystemExit(f"no {RATIO} gate meets the constraints: nothing written")
+        ckpt = models.read_checkpoint(args.model)
+        ckpt["auto_strength"] = list(gates[RATIO])
+        models.write_checkpoint(args.model, ckpt)
+        print(f"wrote auto-strength gate {gates[RATIO]} into {args.model}")
     held_out = {}
     for set_name, roots in (evaluation_sets().items() if args.evaluate else ()):
         print(f"## {set_name}: the rules above with their tuned thresholds, unchanged")

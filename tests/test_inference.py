@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.filters import gaussian
 
-from napari_gldeblur import Deblurrer, DeblurResult, devices, inference, tiling
+from napari_gldeblur import Deblurrer, DeblurResult, devices, inference, models, tiling
 from napari_gldeblur.evaluation import psnr
 from napari_gldeblur.inference import (
     Cancelled,
@@ -284,6 +284,20 @@ def test_auto_strength_is_chosen_per_frame(tiny):
     note = inference.strength_note("auto", r)  # what the widget and the CLI print
     assert note.startswith("auto strength ") and all(f"{s:g}" in note for s in r.strengths)
     assert inference.strength_note(0.5, r) == "strength 0.50"
+
+
+def test_auto_strength_uses_the_gate_tuned_for_the_model(tmp_path, make_checkpoint):
+    image = smooth_image(20, 24)
+    path = make_checkpoint(tmp_path / "t.pt")
+    ratio = inference.change_ratio(frame_8bit(image), frame_8bit(Deblurrer(path, device="cpu", precision="fp32")(
+        image, features=False).image))
+    assert ratio > 0
+    for gate, expected in (((ratio + 1, ratio + 2), 0.0), ((ratio / 2, ratio * 2), 0.5), ((0, ratio / 2), 1.0)):
+        ckpt = models.read_checkpoint(path) | {"auto_strength": list(gate)}
+        tuned = Deblurrer(models.write_checkpoint(tmp_path / f"{expected}.pt", ckpt), device="cpu", precision="fp32")
+        assert tuned.auto_levels == gate
+        assert tuned(image, strength="auto", features=False).strengths == (expected,)
+    assert Deblurrer(path, device="cpu").auto_levels == inference.AUTO_STRENGTH_LEVELS  # no gate: the bundled one
 
 
 @pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan"), "strong"])

@@ -136,6 +136,14 @@ def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone():
     assert np.mean(change) >= -3.0, np.round(change, 2)
 
 
+@pytest.mark.parametrize("gate", [[0.5], ["a", 1], [2.0, 1.0], [-1, 1], [0, float("inf")]])
+def test_a_bad_auto_strength_gate_is_a_checkpoint_error(tmp_path, make_checkpoint, gate):
+    path = make_checkpoint(tmp_path / "t.pt")
+    models.write_checkpoint(path, models.read_checkpoint(path) | {"auto_strength": gate})
+    with pytest.raises(models.CheckpointError, match="auto-strength gate"):
+        models.load_model(path)
+
+
 def test_checkpoint_round_trip_with_blocks_per_scale(tmp_path):
     config = NetConfig(width=4, blocks=(1, 1, 2))
     net = DBAFNet(config)

@@ -183,6 +183,16 @@ def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):
     assert "val_psnr" in ck["metrics"]["joint"]
 
 
+def test_a_fine_tune_keeps_the_starting_models_auto_strength_gate(tmp_path, tiny_ckpt, pairs):
+    start = tmp_path / "gated.pt"
+    models.write_checkpoint(start, models.read_checkpoint(tiny_ckpt) | {"auto_strength": [0.25, 0.5]})
+    list(train(cfg(tmp_path, start, phase="joint", deepen=[1, 1, 2]), pairs=pairs))
+    assert models.read_checkpoint(tmp_path / "out.pt")["auto_strength"] == [0.25, 0.5]
+    assert models.load_model(tmp_path / "out.pt").auto_strength == (0.25, 0.5)
+    list(train(cfg(tmp_path, tiny_ckpt, phase="joint", out=str(tmp_path / "plain.pt")), pairs=pairs))
+    assert "auto_strength" not in models.read_checkpoint(tmp_path / "plain.pt")
+
+
 def test_cli_train_all_phases(tmp_path, tiny_ckpt, pair_dir, capsys):
     out = tmp_path / "cli.pt"
     rc = main(["train", "--data", str(pair_dir), "--global-data", str(pair_dir), "--model", str(tiny_ckpt),

@@ -280,6 +280,7 @@ class Deblurrer:
         self.overlap = int(overlap)
         self.all_channels = bool(all_channels)
         self.dtype = pick_precision(self.net, self.device, precision)
+        self.auto_levels = getattr(net, "auto_strength", AUTO_STRENGTH_LEVELS)  # the gate tuned for this model
 
     @property
     def precision(self) -> str:
@@ -367,7 +368,7 @@ class Deblurrer:
             if not torch.isfinite(maps["image"]).all():
                 raise ValueError("the network returned NaN or infinite values: the model is broken "
                                  "(a diverged training run?); use another checkpoint")
-            s = auto_strength(rgb_unit, maps["image"]) if strength == "auto" else strength
+            s = auto_strength(rgb_unit, maps["image"], self.auto_levels) if strength == "auto" else strength
             if s != 1.0:
                 maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], s)
             used.append(s)

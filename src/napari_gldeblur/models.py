@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict saved with ``torch.save`` and always loaded with ``weights_only=True``
 (no arbitrary pickles): ``{"config": {...}, "phase", "step", "model": state_dict, "optimizer":
-state_dict | None, "metrics": {...}}``. The bundled ``weights/lite.pt`` is such a dict without optimizer
-state; its SHA-256 sits beside it in ``lite.sha256`` and is verified before loading.
+state_dict | None, "metrics": {...}}``, optionally ``"auto_strength": [low, high]``, the auto-strength gate
+tuned for these weights (``strength.auto_strength``; absent: the bundled model's). The bundled
+``weights/lite.pt`` is such a dict without optimizer state; its SHA-256 sits beside it in ``lite.sha256``
+and is verified before loading.
 """
 from __future__ import annotations
 
@@ -100,7 +102,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> D
     for name, value in ckpt["model"].items():
         if value.dtype.is_floating_point and not torch.isfinite(value).all():
             raise CheckpointError(f"{source} holds non-finite weights ({name}): it comes from a diverged run")
+    if ckpt.get("auto_strength") is not None:
+        net.auto_strength = auto_strength_gate(ckpt["auto_strength"], source)
     return net
+
+
+def auto_strength_gate(value: Any, source: str = "checkpoint") -> tuple[float, float]:
+    """A checkpoint's auto-strength gate as (low, high), checked: two finite numbers, 0 <= low <= high."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{source} has an auto-strength gate {value!r}, not two numbers") from None
+    if not (0 <= low <= high < float("inf")):
+        raise CheckpointError(f"{source} has an auto-strength gate {value!r}: need 0 <= low <= high")
+    return low, high
 
 
 def verify_bundled(name: str) -> Path:

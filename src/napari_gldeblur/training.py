@@ -301,7 +301,10 @@ def initial_model(config: TrainConfig) -> tuple[DBAFNet, dict]:
     if config.variant and config.variant != net.config.variant:
         raise ValueError(f"{name} is a {net.config.variant}-Net; cannot fine-tune it as {config.variant}")
     if config.deepen:
+        gate = getattr(net, "auto_strength", None)
         net = deepen(net, tuple(config.deepen))  # computes what the starting model computes, until trained
+        if gate is not None:
+            net.auto_strength = gate
     return net, ckpt
 
 
@@ -315,6 +318,8 @@ def checkpoint(net: DBAFNet, config: TrainConfig, phases: list[str], phase_index
             "optimizer": opt.state_dict() if opt is not None else None, "metrics": metrics, "history": history}
     if ema is not None:
         ckpt |= {"train_weights": weights, "ema": {"updates": ema.updates, "decay": ema.decay}}
+    if getattr(net, "auto_strength", None) is not None:  # the starting model's gate, until retuned for the new weights
+        ckpt["auto_strength"] = list(net.auto_strength)
     return ckpt
 
 
