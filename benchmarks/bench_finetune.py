@@ -86,12 +86,11 @@ def measure(model, held_out, sharp) -> dict:
 
 
 def parse_value(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    """A --set value: a number, true/false, a JSON list (``deepen=[1,1,3]``) or else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def main(argv=None) -> int:

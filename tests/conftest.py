@@ -6,6 +6,17 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bundled-model", default="lite",
+                     help="the model the bundled-model checks of test_models.py measure: 'lite', or a candidate "
+                          "checkpoint before scripts/bundle_weights.py ships it")
+
+
+@pytest.fixture(scope="session")
+def bundled_model(request) -> str:
+    return request.config.getoption("--bundled-model")
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("cuda"):
         import torch

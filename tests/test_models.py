@@ -1,3 +1,5 @@
+"""Checkpoints and the bundled model. The bundled-model checks (marked slow) also measure a candidate before it
+ships: ``pytest -m slow tests/test_models.py -k bundled_model --bundled-model runs/candidate.pt``."""
 import shutil
 
 import numpy as np
@@ -78,33 +80,33 @@ def test_damaged_bundled_weights_are_detected(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample():
+def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample(bundled_model):
     """12 held-out pictures under the paper's fixed kernel bank (`synthesis.kernel_bank(1)`, seed 103, fp32):
     mean gain >= +1.5 dB (the bundled weights measured +1.69 dB)."""
     from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     pairs = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
-    gains = psnr_gains(model_restorer("lite", device="cpu", precision="fp32"), pairs)
+    gains = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), pairs)
     assert np.mean(gains) >= 1.5, np.round(gains, 2)
 
 
 @pytest.mark.slow
-def test_bundled_model_leaves_nearly_sharp_pictures_alone():
+def test_bundled_model_leaves_nearly_sharp_pictures_alone(bundled_model):
     """Strength 1, fp32: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back no worse than
     the input on average (>= 0 dB; measured +0.93), and sharp ones at >= 48 dB on average (measured 51.0)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
-    restore = model_restorer("lite", device="cpu", precision="fp32")
+    restore = model_restorer(bundled_model, device="cpu", precision="fp32")
     change = psnr_gains(restore, [(nearly_sharp(s), s) for s in sharps])
     assert np.mean(change) >= 0.0, np.round(change, 2)
     assert np.mean([psnr(restore(s), s) for s in sharps]) >= 48.0
 
 
 @pytest.mark.slow
-def test_bundled_model_limits_harm_to_soft_pictures():
+def test_bundled_model_limits_harm_to_soft_pictures(bundled_model):
     """Strength 1, fp32: soft content (held-out pictures resampled down and up, with noise and JPEG; seed 105)
     blurred by a 0.5 px Gaussian loses at most 7 dB on average (measured -5.18 dB; the model sharpens soft
     pictures past their reference, see docs/MODEL_CARD.md)."""
@@ -112,19 +114,19 @@ def test_bundled_model_limits_harm_to_soft_pictures():
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
-    change = psnr_gains(model_restorer("lite", device="cpu", precision="fp32"), [(nearly_sharp(s), s) for s in softs])
+    change = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), [(nearly_sharp(s), s) for s in softs])
     assert np.mean(change) >= -7.0, np.round(change, 2)
 
 
 @pytest.mark.slow
-def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone():
+def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone(bundled_model):
     """Auto strength (the widget's and the CLI's default), fp32, on the pictures of the tests above: blurred
     ones gain >= +1.5 dB on average (measured +1.58); 12 of 12 sharp pictures come back unchanged; every nearly
     sharp copy within 0.5 dB; nearly sharp soft pictures lose at most 3 dB on average (measured -1.77)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
-    restore = model_restorer("lite", device="cpu", precision="fp32", strength="auto")
+    restore = model_restorer(bundled_model, device="cpu", precision="fp32", strength="auto")
     blurred = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
     assert np.mean(psnr_gains(restore, blurred)) >= 1.5
     sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]

@@ -1,7 +1,8 @@
 """How much of the network's change to keep: a fixed strength in [0, 1], or ``auto`` per frame.
 
 Auto strength compares the network's change with the fine detail the frame already has; its thresholds are
-tuned by ``scripts/tune_auto_strength.py`` on the tuning sets, never on the evaluation sets.
+tuned per model by ``scripts/tune_auto_strength.py`` on the tuning sets, never on the evaluation sets, and
+stored in that model's checkpoint (``auto_strength``); ``AUTO_STRENGTH_LEVELS`` serves checkpoints without one.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 # 8-bit grey levels). Blurred frames lack fine detail and get large changes; sharp and soft ones have more detail
 # than the network adds. At most the first level the frame is left alone (0), from the second all of the change
 # is kept (1), half of it in between. Tuned on the tuning set (never the evaluation sets) by
-# `scripts/tune_auto_strength.py`: the gate on "change / detail" for the bundled model, under the constraint that
-# every sharp and nearly sharp tuning picture comes back unharmed.
+# `scripts/tune_auto_strength.py`: the gate on "change / detail" for the bundled model (stage 7), under the constraint
+# that every sharp and nearly sharp tuning picture comes back unharmed. A checkpoint's own gate overrides it.
 AUTO_STRENGTH_LEVELS = (0.94, 1.056)
 
 
