@@ -9,7 +9,10 @@ model as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (i
 * the gain on the held-out pairs of the user's blur (strength 1, and auto);
 * the change on sharp held-out pictures (input = target);
 * the change on the general evaluation sets (``data/eval/*`` from ``scripts/make_eval.py``, when present);
-* the wall time of the fine-tune.
+* the wall time of the fine-tune;
+* for reference, a classical Wiener filter given the kernel the fine-tune estimates from the pairs.
+
+``--steps`` with no values measures only the references (bundled model, Wiener filter).
 
     python benchmarks/bench_finetune.py --steps 300 1000
     python benchmarks/bench_finetune.py --steps 300 --set phase=end2end --set lr=2e-4
@@ -85,6 +88,16 @@ def measure(model, held_out, sharp) -> dict:
             "sharp_s1": mean_psnr(d, sharp, 1.0), "sharp_auto": mean_psnr(d, sharp, "auto"), **eval_sets(d)}
 
 
+def wiener_reference(mine, held_out, balances=(0.01, 0.03, 0.1)) -> dict[str, float]:
+    """Mean PSNR on the held-out pairs of a Wiener filter fed the kernel estimated from the user's pairs."""
+    from napari_gldeblur.degradations import estimate_kernel
+    from napari_gldeblur.evaluation import psnr, wiener_deconvolve
+
+    kernel = estimate_kernel([(b / np.float32(255), s / np.float32(255)) for b, s in mine])
+    return {str(b): float(np.mean([psnr(wiener_deconvolve(x / 255.0, kernel, b), y / 255.0) for x, y in held_out]))
+            for b in balances}
+
+
 def parse_value(text: str):
     """A --set value: a number, true/false, a JSON list (``deepen=[1,1,3]``) or else the text itself."""
     try:
@@ -95,7 +108,7 @@ def parse_value(text: str):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, nargs="+", default=[300, 1000])
+    p.add_argument("--steps", type=int, nargs="*", default=[300, 1000])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig field to override")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
@@ -125,6 +138,9 @@ def main(argv=None) -> int:
           f"sharp {b['sharp_s1']:.2f} / {b['sharp_auto']:.2f}; eval sets {sets}")
     inputs = float(np.mean([psnr(x / 255.0, y / 255.0) for x, y in held_out]))
     print(f"held-out blurry input: {inputs:.2f} dB")
+    report["wiener"] = wiener_reference(mine, held_out)
+    print("Wiener filter with the estimated kernel, gain over the input: "
+          + ", ".join(f"balance {b}: {g - inputs:+.2f} dB" for b, g in report["wiener"].items()))
     with tempfile.TemporaryDirectory() as tmp:
         data = write_pairs(Path(tmp) / "mine", mine)
         for steps in args.steps:

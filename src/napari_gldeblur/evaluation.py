@@ -60,6 +60,21 @@ def unsupervised_wiener(image: np.ndarray, sigma: float = GUESSED_SIGMA) -> np.n
     return _per_channel(lambda ch: uw(ch, psf, clip=True, rng=rng)[0], image, pad=2 * psf.shape[0])
 
 
+def wiener_deconvolve(image: np.ndarray, kernel: np.ndarray, balance: float = 0.03) -> np.ndarray:
+    """Classical Wiener filter for a known blur ``kernel`` (odd square, centred) with a constant noise-to-signal
+    ``balance``: conj(K) Y / (|K|^2 + balance) per channel in the Fourier domain, on a mirror-padded image."""
+    k = np.asarray(kernel, np.float64)
+    pad = k.shape[0]
+
+    def channel(ch: np.ndarray) -> np.ndarray:
+        otf = np.zeros(ch.shape)
+        otf[: k.shape[0], : k.shape[1]] = k
+        otf = np.fft.rfft2(np.roll(otf, (-(k.shape[0] // 2), -(k.shape[1] // 2)), (0, 1)))
+        return np.fft.irfft2(np.conj(otf) * np.fft.rfft2(ch) / (np.abs(otf) ** 2 + balance), ch.shape)
+
+    return _per_channel(channel, image, pad=pad)
+
+
 def unsharp_mask(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) -> np.ndarray:
     """image + amount * (image - gaussian(image, radius)), clipped. Written out with ``skimage.filters.gaussian``
     because ``skimage.filters.unsharp_mask`` (0.26) returns different, wrong values from call to call."""
