@@ -70,6 +70,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 # --- train ----------------------------------------------------------------------------------------
 def _add_train(p: argparse.ArgumentParser) -> None:
+    from .finetune import FINE_TUNE  # the fine-tuning defaults the help names
+
     p.add_argument("--recipe", default=None,
                    help="a TOML recipe (recipes/*.toml) holding the run's settings; options given here override it")
     p.add_argument("--data", action="append", default=None, help="dynamic-scene pairs (flat or GoPro layout); repeatable")
@@ -77,24 +79,25 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--joint-data", action="append", default=None,
                    help="pairs for phase joint / end2end (default: --data); repeatable")
     p.add_argument("--phase", choices=["global", "local", "joint", "all", "end2end"], default=None,
-                   help="default: joint when fine-tuning a trained model, all when training from scratch")
+                   help=f"default: {FINE_TUNE['phase']} when fine-tuning a trained model, all when training from scratch")
     p.add_argument("--reblur", type=float, default=None,
-                   help="share of each batch re-blurred with the kernel estimated from your pairs (fine-tuning default 0.5)")
+                   help=f"share of each batch re-blurred with the kernel estimated from your pairs (fine-tuning default "
+                        f"{FINE_TUNE['reblur']})")
     p.add_argument("--rehearse", type=float, default=None,
                    help="share of each batch from the general synthetic stream, so a fine-tune keeps what the model "
-                        "knew (fine-tuning default 0.25)")
+                        f"knew (fine-tuning default {FINE_TUNE['rehearse']})")
     p.add_argument("--model", default=None, help="lite (bundled, fine-tune; default), paper, scratch:lite, or a checkpoint")
     p.add_argument("--variant", choices=["LB", "DB", "DBAF"], default=None, help="ablation variant (Table 1)")
-    p.add_argument("--steps", type=int, default=None, help="steps per phase (default 1000; fine-tuning 300)")
-    p.add_argument("--batch", type=int, default=None, help="patches per step (default 8)")
-    p.add_argument("--patch", type=int, default=None, help="patch side in pixels (default 96)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; fine-tuning 2e-4)")
+    p.add_argument("--steps", type=int, default=None, help=f"steps per phase (default 1000; fine-tuning {FINE_TUNE['steps']})")
+    p.add_argument("--batch", type=int, default=None, help=f"patches per step (default 8; fine-tuning {FINE_TUNE['batch']})")
+    p.add_argument("--patch", type=int, default=None, help=f"patch side in pixels (default 96; fine-tuning {FINE_TUNE['patch']})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default 1e-3; fine-tuning {FINE_TUNE['lr']:g})")
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default 100)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps (default 100)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps (default 200)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--loss", choices=["mse", "psnr"], default=None,
-                   help="mse (default from scratch): the paper's eqs. 2-4; psnr (fine-tuning default): minus per-image PSNR, "
-                        "so nearly sharp images count as much as blurred ones")
+                   help=f"mse (default; fine-tuning {FINE_TUNE['loss']}): the paper's eqs. 2-4; psnr: minus per-image "
+                        "PSNR, so nearly sharp images count as much as blurred ones")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="auto (default): bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
     p.add_argument("--workers", type=int, default=None,
