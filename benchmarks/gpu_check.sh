@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine, ending within BUDGET seconds (default 560): resume the bundled-model recipe
-# (recipes/bundled.toml) on CUDA with a GPU-sized batch, then a short CUDA inference benchmark.
+# (recipes/bundled.toml) on CUDA with a GPU-sized batch (or, once it has finished, continue from it in a new
+# phase-joint run), then a short CUDA inference benchmark.
 # Needs, carried from this checkout: data/photos (python scripts/fetch_photos.py, ~10 MB) and the recipe's
 # checkpoint runs/bundled.pt (if any; the run starts from the recipe's warm start otherwise).
 # Writes $OUT/bundled.pt (the resumed checkpoint: copy it back to runs/bundled.pt), train.log, inference.md.
@@ -19,11 +20,22 @@ left() { echo $((T0 + BUDGET - $(date +%s))); }
 { nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null; nproc
   $PY -c "import torch, numpy, skimage, sys; print(sys.version.split()[0], torch.__version__, numpy.__version__, skimage.__version__)"
 } > "$OUT/train.log" 2>&1
-[ -f runs/bundled.pt ] && cp runs/bundled.pt "$OUT/bundled.pt"
+# A run that has not finished resumes; a finished one (phase joint at its last step) is the warm start of a new
+# phase-joint run of the same recipe, so a GPU never idles on a completed checkpoint.
+START=()
+if [ -f runs/bundled.pt ]; then
+  if $PY -c "import sys, torch; c = torch.load('runs/bundled.pt', weights_only=True); s = c['train_config']['steps']
+sys.exit(0 if c['phase_index'] == len(c['phases']) - 1 and c['step'] >= (s[c['phase']] if isinstance(s, dict) else s) else 1)"; then
+    START=(--model runs/bundled.pt --phase joint)
+    echo "runs/bundled.pt is a finished run: a new phase-joint run starts from it" >> "$OUT/train.log"
+  else
+    cp runs/bundled.pt "$OUT/bundled.pt"
+  fi
+fi
 
-# 1. the recipe, resumed, until 70 s before the budget (it checkpoints every 250 steps; a kill loses less)
+# 1. the recipe until 70 s before the budget (it checkpoints every 100 steps here; a kill loses less)
 timeout $(( $(left) - 70 )) $PY -m napari_gldeblur.cli train --recipe recipes/bundled.toml --device "$DEVICE" \
-  --batch "$BATCH" --workers "$WORKERS" --checkpoint-every 100 -o "$OUT/bundled.pt" >> "$OUT/train.log" 2>&1
+  --batch "$BATCH" --workers "$WORKERS" --checkpoint-every 100 "${START[@]}" -o "$OUT/bundled.pt" >> "$OUT/train.log" 2>&1
 echo "train exit $? at $(( $(date +%s) - T0 )) s" >> "$OUT/train.log"
 
 # 2. inference speed on CUDA with the resumed weights

@@ -2,7 +2,7 @@
 and on ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
 
 Usage (from the repo root): python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
-       [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N]
+       [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N] [--only uniform]
 """
 from __future__ import annotations
 
@@ -47,10 +47,12 @@ def main() -> int:
     p.add_argument("--gopro", default=str(SHARED))
     p.add_argument("--json", default=None)
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--only", action="append", default=[], help="evaluate only the sets whose name contains this")
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each set")
     p.add_argument("--merge", default=None, help="JSON from an earlier run (e.g. the baselines) to include")
     args = p.parse_args()
-    sets = evaluation_sets(args.data_root, args.gopro)
+    sets = {k: v for k, v in evaluation_sets(args.data_root, args.gopro).items()
+            if not args.only or any(o in k for o in args.only)}
     methods = {"blurry input": None}
     if not args.no_baselines:
         methods |= BASELINES
