@@ -24,8 +24,8 @@ left() { echo $((T0 + BUDGET - $(date +%s))); }
 # phase-joint run of the same recipe, so a GPU never idles on a completed checkpoint.
 START=()
 if [ -f runs/bundled.pt ]; then
-  if $PY -c "import sys, torch; c = torch.load('runs/bundled.pt', weights_only=True); s = c['train_config']['steps']
-sys.exit(0 if c['phase_index'] == len(c['phases']) - 1 and c['step'] >= (s[c['phase']] if isinstance(s, dict) else s) else 1)"; then
+  if $PY -c "import sys; from napari_gldeblur import models, training; c = models.read_checkpoint('runs/bundled.pt')
+sys.exit(c['phase_index'] < len(c['phases']) - 1 or c['step'] < training.per_phase(c['train_config']['steps'], c['phase'], 'steps'))"; then
     START=(--model runs/bundled.pt --phase joint)
     echo "runs/bundled.pt is a finished run: a new phase-joint run starts from it" >> "$OUT/train.log"
   else

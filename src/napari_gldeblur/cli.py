@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Sequence, Union
 
+from .finetune import FINE_TUNE  # the measured fine-tuning defaults: applied to fine-tunes, named in --help
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gldeblur", description="Global-local blur disentangling network")
@@ -70,8 +72,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 # --- train ----------------------------------------------------------------------------------------
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .finetune import FINE_TUNE  # the fine-tuning defaults the help names
-
     p.add_argument("--recipe", default=None,
                    help="a TOML recipe (recipes/*.toml) holding the run's settings; options given here override it")
     p.add_argument("--data", action="append", default=None, help="dynamic-scene pairs (flat or GoPro layout); repeatable")
@@ -123,8 +123,6 @@ def train_config(args: argparse.Namespace):
     if "out" not in given:
         raise ValueError("give -o CHECKPOINT (or --recipe FILE)")
     if is_fine_tune(given.get("model", "lite")):  # the measured fine-tuning defaults, as the Fine-tune widget
-        from .finetune import FINE_TUNE
-
         given = {**FINE_TUNE, **given}
     return TrainConfig(**given)
 

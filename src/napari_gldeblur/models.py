@@ -114,7 +114,7 @@ def auto_strength_gate(value: Any, source: str = "checkpoint") -> tuple[float, f
     except (TypeError, ValueError):
         raise CheckpointError(f"{source} has an auto-strength gate {value!r}, not two numbers") from None
     if not (0 <= low <= high < float("inf")):
-        raise CheckpointError(f"{source} has an auto-strength gate {value!r}: need 0 <= low <= high")
+        raise CheckpointError(f"{source} has an auto-strength gate {value!r}: need finite 0 <= low <= high")
     return low, high
 
 
