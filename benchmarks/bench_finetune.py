@@ -3,8 +3,8 @@
 The case: 12 pairs of 192 px (crops of scikit-image pictures) under one blur the bundled model handles poorly,
 a 17 px diagonal motion streak with a little noise, saved as 8-bit PNGs like a user's; 24 held-out pairs of
 the same blur from other pictures (scikit-image's held-out chelsea, coffee, rocket). Fine-tunes the bundled
-model as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (its fine-tuning defaults,
-``finetune.FINE_TUNE``, plus ``--set`` overrides), then reports, against the bundled model:
+model (or ``--model``) as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (its fine-tuning
+defaults, ``finetune.FINE_TUNE``, plus ``--set`` overrides), then reports, against that start model:
 
 * the gain on the held-out pairs of the user's blur (strength 1, and auto);
 * the change on sharp held-out pictures (input = target);
@@ -16,6 +16,7 @@ model as ``gldeblur train --data PAIRS --model lite --steps N -o ft.pt`` does (i
 
     python benchmarks/bench_finetune.py --steps 300 1000
     python benchmarks/bench_finetune.py --steps 300 --set phase=end2end --set lr=2e-4
+    python benchmarks/bench_finetune.py --steps 300 --model runs/candidate.pt   # from another start model
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, nargs="*", default=[300, 1000])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig field to override")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--model", default="lite", help="the start model (default: the bundled lite); gains are over it")
     args = p.parse_args(argv)
 
     from napari_gldeblur.degradations import line_kernel
@@ -131,10 +133,12 @@ def main(argv=None) -> int:
     held_out = user_pairs(HELD_OUT, 24, 192, seed=2, kernel=kernel)
     sharp = [(s, s) for _, s in held_out[:12]]
     report = {"case": "12 pairs, 192 px, 17 px diagonal streak", "overrides": overrides,
-              "bundled": measure("lite", held_out, sharp), "runs": []}
-    b = report["bundled"]
+              "start_model": args.model,
+              "start": measure(args.model, held_out, sharp), "runs": []}
+    b = report["start"]
+    start = "bundled" if args.model == "lite" else args.model
     sets = {k: round(v, 2) for k, v in b.items() if k in ("uniform", "dynamic")}
-    print(f"bundled: held-out blur {b['blur_s1']:.2f} dB (s=1) {b['blur_auto']:.2f} (auto); "
+    print(f"{start}: held-out blur {b['blur_s1']:.2f} dB (s=1) {b['blur_auto']:.2f} (auto); "
           f"sharp {b['sharp_s1']:.2f} / {b['sharp_auto']:.2f}; eval sets {sets}")
     inputs = float(np.mean([psnr(x / 255.0, y / 255.0) for x, y in held_out]))
     print(f"held-out blurry input: {inputs:.2f} dB")
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
         data = write_pairs(Path(tmp) / "mine", mine)
         for steps in args.steps:
             out = Path(tmp) / f"ft{steps}.pt"
-            cfg = TrainConfig(**{**FINE_TUNE, **overrides, "data": [str(data)], "model": "lite", "steps": steps,
+            cfg = TrainConfig(**{**FINE_TUNE, **overrides, "data": [str(data)], "model": args.model, "steps": steps,
                                  "out": str(out)})
             t0 = time.perf_counter()
             for _ in train(cfg, resume=False):
@@ -155,7 +159,7 @@ def main(argv=None) -> int:
             run = {"steps": steps, "seconds": seconds, **m}
             report["runs"].append(run)
             extra = "".join(f", {k} {m[k] - b[k]:+.2f}" for k in ("uniform", "dynamic") if k in m)
-            print(f"{steps} steps ({seconds:.0f} s): held-out gain over bundled {m['blur_s1'] - b['blur_s1']:+.2f} dB "
+            print(f"{steps} steps ({seconds:.0f} s): held-out gain over {start} {m['blur_s1'] - b['blur_s1']:+.2f} dB "
                   f"(s=1) {m['blur_auto'] - b['blur_auto']:+.2f} (auto); sharp {m['sharp_s1'] - b['sharp_s1']:+.2f} / "
                   f"{m['sharp_auto'] - b['sharp_auto']:+.2f}; eval sets{extra or ' (none: run scripts/make_eval.py)'}",
                   flush=True)

@@ -79,6 +79,24 @@ def test_identity_pairs_are_often_exact():
     assert 10 <= exact <= 30  # half of identity pairs are clean, the others carry only noise / JPEG
 
 
+def test_kept_grain_identity_pairs_are_always_exact():
+    rng = np.random.default_rng(0)
+    sharp = np.random.default_rng(1).random((20, 20, 3)).astype(np.float32)
+    pairs = [dg.degrade_pair(sharp, dg.identity_kernel(), rng, 1, keep_grain=True) for _ in range(20)]
+    assert all(np.array_equal(b, s) for b, s in pairs)
+    assert sum(not np.allclose(s, sharp[1:-1, 1:-1], atol=1e-4) for _, s in pairs) >= 10  # grain in both
+
+
+def test_kept_grain_pairs_share_their_noise():
+    flat = np.full((40, 40, 3), 0.5, np.float32)  # a flat picture: blur changes nothing, only noise differs
+    k = dg.random_mild(np.random.default_rng(3))
+    pad = k.shape[0] // 2 + 1
+    kept = [dg.degrade_pair(flat, k, np.random.default_rng(i), pad, keep_grain=True) for i in range(10)]
+    clean = [dg.degrade_pair(flat, k, np.random.default_rng(i), pad) for i in range(10)]
+    assert all(np.abs(b - s).max() < 1e-5 for b, s in kept)
+    assert sum(np.abs(b - s).max() > 1e-3 for b, s in clean) >= 5  # the clean target lacks the input's noise
+
+
 def test_random_kernel_follows_the_mix():
     rng = np.random.default_rng(0)
     names = [dg.random_kernel(rng, {"shake": 0.75, "identity": 0.25})[0] for _ in range(400)]

@@ -251,9 +251,10 @@ class DegradationStream:
             blurred, sharp = dynamic_scene(bg, others, rng, size, camera_px=rng.uniform(0, 12),
                                            object_px=(4.0, 36.0))
             return dg.camera(dg.to_linear(blurred), rng), sharp
-        _, kernel = dg.random_kernel(rng, self.mix or dg.UNIFORM_MIX)
+        family, kernel = dg.random_kernel(rng, self.mix or dg.UNIFORM_MIX)
         pad = kernel.shape[0] // 2 + 1
-        return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad)
+        return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad,
+                               keep_grain=family in dg.NEARLY_SHARP)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))

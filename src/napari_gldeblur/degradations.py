@@ -126,6 +126,7 @@ KERNEL_FAMILIES: dict[str, Callable[[Rng], np.ndarray]] = {
 }
 # The share of each family in the uniform-blur stream; mild and identity pairs keep sharp input sharp.
 UNIFORM_MIX = {"shake": 0.5, "composite": 0.15, "gaussian": 0.07, "defocus": 0.08, "mild": 0.12, "identity": 0.08}
+NEARLY_SHARP = ("mild", "identity")  # families whose target keeps the input's grain (``degrade_pair``)
 # Blur only (no mild or identity pairs): the evaluation sets' mix; sharp input is measured on its own.
 BLUR_MIX = {"shake": 0.6, "composite": 0.2, "gaussian": 0.1, "defocus": 0.1}
 
@@ -197,13 +198,27 @@ def camera(linear_blurred: np.ndarray, rng: Rng, clean: bool = False) -> np.ndar
     return x
 
 
-def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: int) -> tuple[np.ndarray, np.ndarray]:
+def same_camera(rng: Rng) -> Callable[[np.ndarray], np.ndarray]:
+    """``camera`` with its draws fixed: pictures of one size it records get the same noise pattern and JPEG
+    quality, so a sharp picture and a slightly blurred copy of it come out with the same grain."""
+    seed = int(rng.integers(2**63))
+    return lambda linear: camera(linear, np.random.default_rng(seed))
+
+
+def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: int,
+                 keep_grain: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(blurry, sharp) from a sharp sRGB crop with ``pad`` px of real content around the patch on each side.
 
-    Identity pairs stay clean (input = target) so the network learns to leave sharp pictures exactly alone.
+    With ``keep_grain`` (nearly sharp and identity pairs) the target is recorded by the same camera, with the
+    same noise and JPEG: sharp input comes back as it was, grain included, rather than denoised. Otherwise the
+    target is the clean crop; identity pairs are then exact half of the time (input = target).
     """
     crop = (slice(pad, sharp_padded.shape[0] - pad), slice(pad, sharp_padded.shape[1] - pad))
     sharp = np.ascontiguousarray(sharp_padded[crop], dtype=np.float32)
+    if keep_grain:
+        record = same_camera(rng)
+        linear = to_linear(sharp_padded)
+        return record(blur(linear, kernel)[crop]), record(linear[crop])
     if kernel.size == 1 and rng.random() < 0.5:
         return sharp.copy(), sharp
     linear = lift_highlights(to_linear(sharp_padded), rng) if rng.random() < 0.5 else to_linear(sharp_padded)
