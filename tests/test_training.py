@@ -13,6 +13,7 @@ from napari_gldeblur.network import DBAFNet, NetConfig
 from napari_gldeblur.training import (
     TrainConfig,
     autocast_dtype,
+    charbonnier,
     distributed,
     phases_for,
     psnr_distance,
@@ -75,12 +76,24 @@ def test_psnr_loss_is_minus_the_mean_per_image_psnr():
     assert float(psnr_distance(gt, gt)) == pytest.approx(-50.0)  # capped at 50 dB
 
 
+def test_charbonnier_is_a_smooth_l1():
+    gt = torch.zeros(2, 3, 8, 8)
+    assert float(charbonnier(gt, gt)) == pytest.approx(1e-3)  # eps at zero error: smooth, not |x|'s kink
+    assert float(charbonnier(gt + 0.5, gt)) == pytest.approx(0.5, abs=1e-5)
+
+
 def test_training_with_psnr_loss(tmp_path, tiny_ckpt, pairs):
     c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, loss="psnr")
     losses = [p.loss for p in train(c, pairs=pairs)]
     assert losses[-1] < losses[0] - 1.0, (losses[0], losses[-1])  # at least 1 dB better
     with pytest.raises(ValueError, match="unknown loss"):
         list(train(cfg(tmp_path, tiny_ckpt, phase="joint", loss="l7"), pairs=pairs, resume=False))
+
+
+def test_training_with_l1_loss(tmp_path, tiny_ckpt, pairs):
+    c = cfg(tmp_path, tiny_ckpt, phase="joint", steps=40, lr=3e-3, val_fraction=0.0, batch=4, loss="l1")
+    losses = [p.loss for p in train(c, pairs=pairs)]
+    assert losses[-1] < 0.8 * losses[0], (losses[0], losses[-1])
 
 
 def test_training_precision_choice():

@@ -165,7 +165,8 @@ class TrainWidget(Container):
         self.steps = SpinBox(label="steps", value=FINE_TUNE["steps"], min=1, max=1_000_000, step=50, tooltip="Steps per phase")
         self.lr = FloatSpinBox(label="learning rate", value=FINE_TUNE["lr"], min=1e-6, max=0.1, step=1e-6)
         self.loss = ComboBox(label="loss", choices=[("per-image PSNR (bundled model)", "psnr"),
-                                                    ("squared error (paper, eq. 4)", "mse")], value=FINE_TUNE["loss"],
+                                                    ("squared error (paper, eq. 4)", "mse"),
+                                                    ("smooth L1 (Charbonnier)", "l1")], value=FINE_TUNE["loss"],
                              tooltip="Per-image PSNR weighs nearly sharp pictures as much as blurred ones")
         self.patch = SpinBox(label="patch size", value=FINE_TUNE["patch"], min=MIN_SIZE, max=1024, step=16,
                              tooltip="Training crops; reduced automatically to the smallest image")

@@ -95,9 +95,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default 100)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps (default 200)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--loss", choices=["mse", "psnr"], default=None,
+    p.add_argument("--loss", choices=["mse", "psnr", "l1"], default=None,
                    help=f"mse (default; fine-tuning {FINE_TUNE['loss']}): the paper's eqs. 2-4; psnr: minus per-image "
-                        "PSNR, so nearly sharp images count as much as blurred ones")
+                        "PSNR, so nearly sharp images count as much as blurred ones; l1: a smooth L1 (Charbonnier)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="auto (default): bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
     p.add_argument("--workers", type=int, default=None,

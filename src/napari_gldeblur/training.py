@@ -103,7 +103,12 @@ def psnr_distance(out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(per_image + PSNR_EPS).mean()
 
 
-DISTANCES = {"mse": mse, "psnr": psnr_distance}
+def charbonnier(out: torch.Tensor, gt: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """A smooth L1 distance (Charbonnier): large errors pull less than under MSE, small ones more."""
+    return torch.sqrt((out.float() - gt) ** 2 + eps**2).mean()
+
+
+DISTANCES = {"mse": mse, "psnr": psnr_distance, "l1": charbonnier}
 
 
 def global_branch_loss(net: nn.Module, x: torch.Tensor, g_gt: torch.Tensor, distance=mse) -> torch.Tensor:
