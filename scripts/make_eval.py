@@ -2,10 +2,12 @@
 data/tuning/{uniform,dynamic}, each NAME/{blur,sharp}/*.png at 256 x 256.
 
 Evaluation content: the held-out Debian photographs (data/photos/eval, scripts/fetch_photos.py) and the held-out
-scikit-image pictures (synthesis.HELD_OUT). Tuning content (for choosing settings such as auto strength):
-scikit-image's stereo_motorcycle views, used nowhere else. Kernels come fresh from the families
-(degradations.BLUR_MIX: blur only; sharp and nearly sharp input are measured separately) under seeds the
-training never uses. Usage (from the repo root): python scripts/make_eval.py [--out data] [--count 60]
+scikit-image pictures (synthesis.HELD_OUT). Tuning content (for choosing settings such as auto strength, never
+for training the network): scikit-image's stereo_motorcycle views, used nowhere else, and the training
+photographs (data/photos/train), whose smooth skies and walls are the pictures a gate must leave alone. Kernels
+come fresh from the families (degradations.BLUR_MIX: blur only; sharp and nearly sharp input are measured
+separately) under seeds the training never uses.
+Usage (from the repo root): python scripts/make_eval.py [--out data] [--count 60] [--only eval|tuning]
 """
 from __future__ import annotations
 
@@ -23,14 +25,18 @@ from napari_gldeblur.synthesis import HELD_OUT, as_rgb_float, skimage_images, wr
 SEEDS = {"eval": 90_001, "tuning": 80_001}
 
 
+def photographs(folder: Path) -> list[np.ndarray]:
+    files = list_images(folder) if folder.is_dir() else []
+    if not files:
+        raise SystemExit(f"no photographs in {folder}: run python scripts/fetch_photos.py first")
+    return [read_image(f) for f in files]
+
+
 def sources(which: str, photos: Path) -> list[np.ndarray]:
     if which == "tuning":
         left, right, _ = skimage.data.stereo_motorcycle()
-        return [as_rgb_float(left), as_rgb_float(right)]
-    files = list_images(photos) if photos.is_dir() else []
-    if not files:
-        raise SystemExit(f"no photographs in {photos}: run python scripts/fetch_photos.py first")
-    return [read_image(f) for f in files] + skimage_images(HELD_OUT)
+        return [as_rgb_float(left), as_rgb_float(right)] + photographs(photos.parent / "train")
+    return photographs(photos) + skimage_images(HELD_OUT)
 
 
 def main() -> None:
@@ -39,8 +45,11 @@ def main() -> None:
     p.add_argument("--photos", default="data/photos/eval")
     p.add_argument("--count", type=int, default=60)
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--only", choices=list(SEEDS), default=None, help="make only these sets")
     args = p.parse_args()
     for which, seed in SEEDS.items():
+        if args.only not in (None, which):
+            continue
         pool = sources(which, Path(args.photos))
         for i, kind in enumerate(("uniform", "dynamic")):
             stream = DegradationStream(pool, args.size, kind, seed, dead_leaves=0.0, mix=BLUR_MIX)
