@@ -108,11 +108,11 @@ def paused(pid_file: str | None):
 
 # --- measurements -----------------------------------------------------------------------------------------
 def bench_model(model: str, device: str, size: tuple[int, int], runs: int, features: bool = True,
-                warmup: bool = True) -> dict:
+                warmup: bool = True, precision: str = "auto") -> dict:
     """Median time of ``Deblurrer(model)`` on a uint8 RGB image, without and (optionally) with feature maps."""
     from napari_gldeblur.inference import Deblurrer
 
-    d = Deblurrer(model, device=device)
+    d = Deblurrer(model, device=device, precision=precision)
     img = test_image(*size)
     last = []
     plain, plain_all = median_time(lambda: last.append(d(img, features=False)), runs, warmup)

@@ -79,63 +79,66 @@ def test_damaged_bundled_weights_are_detected(tmp_path, monkeypatch):
         models.load_model("lite")
 
 
+def _held_out(kind: str, seed: int) -> list[np.ndarray]:
+    """12 sharp held-out pictures (256 px): ``sharp`` as they are, ``soft`` resampled down and up with noise and JPEG."""
+    src = synthesis.skimage_images(synthesis.HELD_OUT)
+    return [s for _, s in synthesis.iter_pairs(kind, src, 12, 256, seed=seed, procedural=0.2)]
+
+
+def _fresh_blur(seed: int = 103):
+    """12 held-out pictures (256 px) under kernels drawn fresh from the blur families (``degradations.BLUR_MIX``:
+    shake, shake + defocus, Gaussian, defocus) with camera noise and JPEG, as the evaluation sets are made."""
+    from napari_gldeblur.datasets import DegradationStream
+    from napari_gldeblur.degradations import BLUR_MIX
+
+    src = synthesis.skimage_images(synthesis.HELD_OUT)
+    return DegradationStream(src, 256, "uniform", seed, dead_leaves=0.0, mix=BLUR_MIX).fixed_pairs(12, 256, seed)
+
+
 @pytest.mark.slow
-def test_bundled_model_raises_psnr_on_a_fixed_synthetic_sample(bundled_model):
-    """12 held-out pictures under the paper's fixed kernel bank (`synthesis.kernel_bank(1)`, seed 103, fp32):
-    mean gain >= +1.5 dB (the bundled weights measured +1.69 dB)."""
+def test_bundled_model_raises_psnr_on_fresh_blur(bundled_model):
+    """Strength 1, fp32, blur it never saw: mean gain >= +0.35 dB and no picture worse than its input (the
+    bundled weights measured +0.53, worst +0.12; the previous bundled model, trained on one fixed kernel bank,
+    +0.17 with a worst of -0.47, and fails this)."""
     from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
-    src = synthesis.skimage_images(synthesis.HELD_OUT)
-    pairs = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
-    gains = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), pairs)
-    assert np.mean(gains) >= 1.5, np.round(gains, 2)
+    gains = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), _fresh_blur())
+    assert np.mean(gains) >= 0.35 and min(gains) >= 0.0, np.round(gains, 2)
 
 
 @pytest.mark.slow
-def test_bundled_model_leaves_nearly_sharp_pictures_alone(bundled_model):
-    """Strength 1, fp32: 12 held-out pictures (seed 104) blurred by a 0.5 px Gaussian come back no worse than
-    the input on average (>= 0 dB; measured +0.93), and sharp ones at >= 48 dB on average (measured 51.0)."""
+def test_bundled_model_limits_harm_at_full_strength(bundled_model):
+    """Strength 1, fp32: the network alone sharpens nearly sharp pictures (a 0.5 px Gaussian; seed 104) and soft
+    ones (seed 105) past their reference, which is why auto strength is the default. Bounds on that harm:
+    nearly sharp lose at most 2.5 dB on average (measured -1.67), soft at most 5 dB (measured -3.67), and sharp
+    pictures come back at >= 44 dB (measured 46.2)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr, psnr_gains
 
-    src = synthesis.skimage_images(synthesis.HELD_OUT)
-    sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
     restore = model_restorer(bundled_model, device="cpu", precision="fp32")
-    change = psnr_gains(restore, [(nearly_sharp(s), s) for s in sharps])
-    assert np.mean(change) >= 0.0, np.round(change, 2)
-    assert np.mean([psnr(restore(s), s) for s in sharps]) >= 48.0
+    sharps, softs = _held_out("sharp", 104), _held_out("soft", 105)
+    near = psnr_gains(restore, [(nearly_sharp(s), s) for s in sharps])
+    assert np.mean(near) >= -2.5, np.round(near, 2)
+    soft = psnr_gains(restore, [(nearly_sharp(s), s) for s in softs])
+    assert np.mean(soft) >= -5.0, np.round(soft, 2)
+    assert np.mean([psnr(restore(s), s) for s in sharps]) >= 44.0
 
 
 @pytest.mark.slow
-def test_bundled_model_limits_harm_to_soft_pictures(bundled_model):
-    """Strength 1, fp32: soft content (held-out pictures resampled down and up, with noise and JPEG; seed 105)
-    blurred by a 0.5 px Gaussian loses at most 7 dB on average (measured -5.18 dB; the model sharpens soft
-    pictures past their reference, see docs/MODEL_CARD.md)."""
+def test_bundled_model_at_auto_strength_leaves_sharp_and_nearly_sharp_pictures_alone(bundled_model):
+    """Auto strength (the widget's, the CLI's and ``Deblurrer()``'s default), fp32, on the pictures above: 12 of 12
+    sharp pictures come back unchanged, every nearly sharp one and every soft one within 0.5 dB (measured 0.00;
+    the previous bundled model lost 1.77 dB on soft ones), and fresh blur is not made worse on average
+    (measured +0.09: the gate keeps the change only where it is large against the detail already there)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
 
-    src = synthesis.skimage_images(synthesis.HELD_OUT)
-    softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
-    change = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), [(nearly_sharp(s), s) for s in softs])
-    assert np.mean(change) >= -7.0, np.round(change, 2)
-
-
-@pytest.mark.slow
-def test_bundled_model_at_auto_strength_leaves_sharp_and_soft_pictures_alone(bundled_model):
-    """Auto strength (the widget's and the CLI's default), fp32, on the pictures of the tests above: blurred
-    ones gain >= +1.5 dB on average (measured +1.58); 12 of 12 sharp pictures come back unchanged; every nearly
-    sharp copy within 0.5 dB; nearly sharp soft pictures lose at most 3 dB on average (measured -1.77)."""
-    from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
-
-    src = synthesis.skimage_images(synthesis.HELD_OUT)
     restore = model_restorer(bundled_model, device="cpu", precision="fp32", strength="auto")
-    blurred = list(synthesis.iter_pairs("global", src, 12, 256, seed=103, procedural=0.2, kernel_seed=1))
-    assert np.mean(psnr_gains(restore, blurred)) >= 1.5
-    sharps = [s for _, s in synthesis.iter_pairs("sharp", src, 12, 256, seed=104, procedural=0.2)]
+    sharps, softs = _held_out("sharp", 104), _held_out("soft", 105)
     assert all(np.array_equal(restore(s), np.round(s * 255) / 255) for s in sharps)
     near = psnr_gains(restore, [(nearly_sharp(s), s) for s in sharps])
     assert min(near) >= -0.5, np.round(near, 2)
-    softs = [s for _, s in synthesis.iter_pairs("soft", src, 12, 256, seed=105, procedural=0.2)]
-    change = psnr_gains(restore, [(nearly_sharp(s), s) for s in softs])
-    assert np.mean(change) >= -3.0, np.round(change, 2)
+    soft = psnr_gains(restore, [(nearly_sharp(s), s) for s in softs])
+    assert min(soft) >= -0.5, np.round(soft, 2)
+    assert np.mean(psnr_gains(restore, _fresh_blur())) >= 0.0
 
 
 @pytest.mark.parametrize("gate", [[0.5], ["a", 1], [2.0, 1.0], [-1, 1], [0, float("inf")]])

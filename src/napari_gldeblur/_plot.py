@@ -47,10 +47,13 @@ class TrainingPlot(QWidget):
         p.setPen(QPen(fg, 1))
         p.drawRect(area)
         legend_y = fm.ascent() + 3
-        p.setPen(self.LOSS_COLOR)
-        p.drawText(int(area.left()), legend_y, "training loss (log scale)")
-        p.setPen(self.PSNR_COLOR)
         label = "val PSNR (dB)"
+        room = area.width() - fm.horizontalAdvance(label) - fm.horizontalAdvance("  ")
+        loss_label = next((t for t in ("training loss (log scale)", "loss (log scale)")
+                           if fm.horizontalAdvance(t) <= room), "loss (log)")  # the two never overlap
+        p.setPen(self.LOSS_COLOR)
+        p.drawText(int(area.left()), legend_y, loss_label)
+        p.setPen(self.PSNR_COLOR)
         p.drawText(int(area.right()) - fm.horizontalAdvance(label), legend_y, label)
         x_max = self.total * self.phases
         p.setPen(fg)
