@@ -185,9 +185,9 @@ def peak_rss(model: str, size: tuple[int, int], device: str) -> dict:
 
 def bench_compile(size: tuple[int, int], runs: int) -> dict:
     """Optional: the lite network under torch.compile (fp32 and bf16) at ``size``, and its compile time."""
-    from napari_gldeblur.network import build
+    from napari_gldeblur.models import load_model
 
-    net = build("lite").eval().to(memory_format=torch.channels_last)
+    net = load_model("lite").eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, *size).contiguous(memory_format=torch.channels_last)
     res = {}
     with torch.inference_mode():
@@ -204,9 +204,9 @@ def bench_compile(size: tuple[int, int], runs: int) -> dict:
 
 def bench_layouts(size: tuple[int, int], runs: int) -> dict:
     """Optional: the bare lite network in fp32 on a whole frame, default memory layout vs channels_last."""
-    from napari_gldeblur.network import build
+    from napari_gldeblur.models import load_model
 
-    net, x = build("lite").eval(), torch.rand(1, 3, *size)
+    net, x = load_model("lite").eval(), torch.rand(1, 3, *size)
     cl = torch.channels_last
     with torch.inference_mode():
         default = median_time(lambda: net(x), runs)[0]
@@ -221,7 +221,7 @@ def bench_onnx(size: tuple[int, int], runs: int) -> dict:
 
     import onnxruntime as ort
 
-    from napari_gldeblur.network import build
+    from napari_gldeblur.models import load_model
 
     class ImageOnly(torch.nn.Module):
         def __init__(self, net):
@@ -231,7 +231,7 @@ def bench_onnx(size: tuple[int, int], runs: int) -> dict:
         def forward(self, x):
             return self.net(x).image
 
-    net = build("lite").eval()
+    net = load_model("lite").eval()
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -248,15 +248,17 @@ def bench_onnx(size: tuple[int, int], runs: int) -> dict:
 # --- report -----------------------------------------------------------------------------------------------
 def run(args) -> dict:
     from napari_gldeblur.inference import pick_device
-    from napari_gldeblur.network import CONFIGS, build, count_parameters
+    from napari_gldeblur.models import load_model
+    from napari_gldeblur.network import CONFIGS, count_parameters
 
     device = args.device
     res: dict = {"machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}}
     if torch.cuda.is_available():
         res["machine"]["gpu"] = torch.cuda.get_device_name(0)
-    res["models"] = {name: {"parameters": count_parameters(build(name)), "gflops_720p": flops(build(name), *HD) / 1e9}
-                     for name in CONFIGS}
+    nets = {name: load_model(name) for name in CONFIGS}  # lite: the bundled model, as Deblurrer("lite") runs it
+    res["models"] = {name: {"parameters": count_parameters(net), "gflops_720p": flops(net, *HD) / 1e9}
+                     for name, net in nets.items()}
     with paused(args.pause_pid_file):
         on = "cuda" if pick_device(device).type == "cuda" else "cpu"  # where the matmul peak is taken
         res["matmul_peak_gflops"] = {"fp32": matmul_peak(torch.float32, device=on)}
