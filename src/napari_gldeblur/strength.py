@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # 8-bit grey levels). Blurred frames lack fine detail and get large changes; sharp and soft ones have more detail
 # than the network adds. At most the first level the frame is left alone (0), from the second all of the change
 # is kept (1), half of it in between. Tuned on the tuning set (never the evaluation sets) by
-# `scripts/tune_auto_strength.py`: the gate on "change / detail" for the bundled model (stage 7), under the constraint
+# `scripts/tune_auto_strength.py`: the gate on "change / detail" for the stage-7 model bundled before, under the constraint
 # that every sharp and nearly sharp tuning picture comes back unharmed. A checkpoint's own gate overrides it.
 AUTO_STRENGTH_LEVELS = (0.94, 1.056)
 
