@@ -349,3 +349,14 @@ def test_status_reports_the_gain_over_the_starting_model(viewer_widget, qtbot, n
     assert widget.plot.start is not None
     assert any("vs start)" in text and "step" in text for text in seen), seen[-3:]
     assert "vs start)" in widget.status.value and widget.status.value.startswith("done")
+
+
+def test_the_plot_legend_shortens_the_loss_name_to_fit_beside_the_psnr_legend():
+    from napari_gldeblur._plot import legend_label
+
+    def width(text: str) -> float:
+        return 7.0 * len(text)  # a fixed-pitch font of 7 px per character
+
+    assert legend_label(width, 400) == "training loss (log scale)"
+    assert legend_label(width, 7 * len("loss (log scale)")) == "loss (log scale)"
+    assert legend_label(width, 50) == "loss (log)"

@@ -9,6 +9,11 @@ from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 
+def legend_label(width_of: Callable[[str], float], room: float) -> str:
+    """The longest name of the loss curve that fits in ``room`` pixels, so it never runs into the PSNR legend."""
+    return next((t for t in ("training loss (log scale)", "loss (log scale)") if width_of(t) <= room), "loss (log)")
+
+
 class TrainingPlot(QWidget):
     """Live plot: smoothed training loss (log scale, left axis) and validation PSNR (dB, right axis) per step."""
 
@@ -48,9 +53,7 @@ class TrainingPlot(QWidget):
         p.drawRect(area)
         legend_y = fm.ascent() + 3
         label = "val PSNR (dB)"
-        room = area.width() - fm.horizontalAdvance(label) - fm.horizontalAdvance("  ")
-        loss_label = next((t for t in ("training loss (log scale)", "loss (log scale)")
-                           if fm.horizontalAdvance(t) <= room), "loss (log)")  # the two never overlap
+        loss_label = legend_label(fm.horizontalAdvance, area.width() - fm.horizontalAdvance(label + "  "))
         p.setPen(self.LOSS_COLOR)
         p.drawText(int(area.left()), legend_y, loss_label)
         p.setPen(self.PSNR_COLOR)
