@@ -148,7 +148,10 @@ def test_downscaled_crop_shrinks_the_source():
     src = np.zeros((400, 400, 3), np.float32)
     src[:, ::2] = 1  # one-pixel stripes: a shrunk crop averages them
     crop = downscaled_crop(src, 50, np.random.default_rng(0), min_scale=0.3)
-    assert crop.shape == (50, 50, 3)
+    assert crop.shape == (50, 50, 3) and crop.dtype == np.float32
+    for seed in (2, 3):  # these seeds shrink crops of 103 and 139 px: antialiased, the stripes become grey
+        crop = downscaled_crop(src, 50, np.random.default_rng(seed), min_scale=0.3)
+        assert abs(crop.mean() - 0.5) < 0.01 and crop.std() < 0.05, (seed, crop.std())
 
 
 def test_stream_needs_content():

@@ -42,6 +42,14 @@ def test_global_blur_reduces_detail_and_keeps_mean():
     assert abs(out.mean() - img.mean()) < 0.01  # reflected borders: no dark frame
 
 
+@pytest.mark.parametrize("y, x", [(10.0, 10.0), (7.3, 12.71), (4.5, 15.99), (0.25, 19.5)])
+def test_window_is_a_bilinear_shift(y, x):
+    """``window`` (the dynamic scenes' sub-frame translation) equals ndimage.shift(order=1) cut to the window."""
+    img = np.random.default_rng(0).random((60, 60, 3)).astype(np.float32)
+    moved = ndimage.shift(img, (10 - y, 10 - x, 0), order=1, mode="reflect")[10:40, 10:40]
+    np.testing.assert_allclose(syn.window(img, y, x, 30), moved, atol=1e-6)
+
+
 def test_dynamic_scene_blurs_objects_more_than_background():
     rng = np.random.default_rng(3)
     src = syn.procedural_image(rng, 256)
