@@ -137,6 +137,17 @@ def test_stream_blurs_on_average():
     assert detail(x) < 0.8 * detail(y)
 
 
+@pytest.mark.parametrize("grain_targets", [True, False])
+def test_identity_targets_keep_the_grain_only_when_asked(grain_targets):
+    """Identity pairs: with grain targets the target is the input as recorded, so every pair is exact; with clean
+    targets the recorded (noisy) input differs from its target in some pairs."""
+    stream = DegradationStream(_sources(), 24, "uniform", seed=4, dead_leaves=0, mix={"identity": 1.0},
+                               grain_targets=grain_targets)
+    x, y = stream.batch(16)
+    exact = [torch.equal(a, b) for a, b in zip(x, y)]
+    assert all(exact) if grain_targets else not all(exact)
+
+
 def test_fixed_pairs_do_not_move_the_training_stream():
     stream = DegradationStream(_sources(), 24, "uniform", seed=2)
     val1 = stream.fixed_pairs(2, 40, seed=9)

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,6 +259,14 @@ def test_the_bundled_recipe_loads_into_a_train_config():
     assert c.online and c.ema > 0 and c.phase == ["global", "joint"]
     assert c.batch == 64 and c.device == "cuda"  # overrides win
     assert set(c.steps) == set(c.phase) == set(c.lr)
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.toml")))
+def test_every_recipe_is_a_valid_config(recipe):
+    check_config(load_recipe(RECIPES / recipe))
 
 
 def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):

@@ -209,11 +209,13 @@ class DegradationStream:
     ``kind``: ``uniform`` (a kernel from ``mix``, default ``degradations.UNIFORM_MIX``), ``dynamic`` (moving objects over a
     drifting camera, synthesis.dynamic_scene) or ``mixed`` (``dynamic_share`` of dynamic scenes). A fraction
     ``dead_leaves`` of the content is generated (synthesis.dead_leaves_image), refreshed as it is used.
+    ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
+    (``degradations.degrade_pair``); off, every target is the clean crop.
     """
 
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
-                 mix: dict[str, float] | None = None):
+                 mix: dict[str, float] | None = None, grain_targets: bool = True):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0:
@@ -221,6 +223,7 @@ class DegradationStream:
         self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
         self.dead_leaves, self.dynamic_share, self.min_scale = dead_leaves, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
+        self.grain_targets = grain_targets
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
@@ -256,7 +259,7 @@ class DegradationStream:
         family, kernel = dg.random_kernel(rng, self.mix or dg.UNIFORM_MIX)
         pad = kernel.shape[0] // 2 + 1
         return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad,
-                               keep_grain=family in dg.NEARLY_SHARP)
+                               keep_grain=self.grain_targets and family in dg.NEARLY_SHARP)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))

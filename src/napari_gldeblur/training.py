@@ -52,6 +52,7 @@ class TrainConfig:
     skimage_content: bool = True  # the online stream also crops scikit-image's training pictures
     dead_leaves: float = 0.2  # share of online content that is generated dead leaves
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
+    grain_targets: bool = True  # online nearly sharp and identity targets keep the input's grain (false: clean)
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
     reblur: float = 0.0  # share of each batch made by re-blurring sharp content with the kernel estimated from
     # the pairs (fine-tuning on a user's few pairs of one blur; datasets.ReblurSampler); 0: off
@@ -385,10 +386,12 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
     from .datasets import DegradationStream
 
     kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
-    stream = DegradationStream(sources, config.patch, kind, seed, config.dead_leaves, config.dynamic_share)
+    stream = DegradationStream(sources, config.patch, kind, seed, config.dead_leaves, config.dynamic_share,
+                               grain_targets=config.grain_targets)
     if not with_val:
         return stream, []
-    val = DegradationStream(sources, config.val_size, kind, config.seed, config.dead_leaves, config.dynamic_share)
+    val = DegradationStream(sources, config.val_size, kind, config.seed, config.dead_leaves, config.dynamic_share,
+                            grain_targets=config.grain_targets)
     return stream, val.fixed_pairs(config.val_count, config.val_size, seed=config.seed + PHASES_SEED.get(phase, 3))
 
 
