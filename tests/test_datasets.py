@@ -148,6 +148,19 @@ def test_identity_targets_keep_the_grain_only_when_asked(grain_targets):
     assert all(exact) if grain_targets else not all(exact)
 
 
+def test_shapes_content_brings_flat_regions_and_stripes():
+    """Procedural shapes are flat between sharp edges: many neighbouring pixels equal, unlike the noise sources."""
+    def flat_share(shapes: float) -> float:
+        stream = DegradationStream(_sources(), 48, "uniform", seed=5, dead_leaves=0, shapes=shapes,
+                                   mix={"identity": 1.0}, grain_targets=False)
+        _, y = stream.batch(8)
+        return float(((y[..., 1:] - y[..., :-1]).abs() < 1e-4).float().mean())
+
+    assert flat_share(1.0) > 0.3 and flat_share(0.0) < 0.01
+    x, y = DegradationStream([], 32, "mixed", seed=1, dead_leaves=0, shapes=1.0).batch(4)  # shapes alone will do
+    assert x.shape == y.shape == (4, 3, 32, 32)
+
+
 def test_fixed_pairs_do_not_move_the_training_stream():
     stream = DegradationStream(_sources(), 24, "uniform", seed=2)
     val1 = stream.fixed_pairs(2, 40, seed=9)

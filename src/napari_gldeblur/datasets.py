@@ -208,35 +208,41 @@ class DegradationStream:
 
     ``kind``: ``uniform`` (a kernel from ``mix``, default ``degradations.UNIFORM_MIX``), ``dynamic`` (moving objects over a
     drifting camera, synthesis.dynamic_scene) or ``mixed`` (``dynamic_share`` of dynamic scenes). A fraction
-    ``dead_leaves`` of the content is generated (synthesis.dead_leaves_image), refreshed as it is used.
+    ``dead_leaves`` of the content is generated (synthesis.dead_leaves_image), refreshed as it is used, and a
+    fraction ``shapes`` is drawn fresh from synthesis.procedural_image (flat shapes and binary stripes down to
+    pixel scale: sharp patterns a deblurrer must leave as they are).
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop.
     """
 
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
-                 mix: dict[str, float] | None = None, grain_targets: bool = True):
+                 mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
-        if not sources and dead_leaves <= 0:
+        if not sources and dead_leaves <= 0 and shapes <= 0:
             raise ValueError("the degradation stream needs source pictures or dead-leaves content")
         self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
-        self.dead_leaves, self.dynamic_share, self.min_scale = dead_leaves, dynamic_share, min_scale
+        self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
         self.grain_targets = grain_targets
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        from .synthesis import dead_leaves_image
+        from .synthesis import dead_leaves_image, procedural_image
 
-        if not self.sources or rng.random() < self.dead_leaves:
+        generated = self.dead_leaves + self.shapes  # without sources, all content is generated
+        u = rng.random() if self.sources else rng.random() * generated if self.shapes else 0.0
+        if u < self.dead_leaves:
             if len(self._leaves) < 8 or rng.random() < 0.05:  # a small pool, refreshed slowly (0.1 s each)
                 textures = [downscaled_crop(self.sources[int(rng.integers(len(self.sources)))], 128, rng, 0.3)
                             for _ in range(2)] if self.sources else []
                 leaf = dead_leaves_image(rng, 256, textures)
                 self._leaves = (self._leaves + [leaf])[-16:]
             src, min_scale = self._leaves[int(rng.integers(len(self._leaves)))], 0.5
+        elif u < generated:
+            src, min_scale = procedural_image(rng, max(2 * size, 256)), 0.5  # 7 ms at 256 px: always fresh
         else:
             src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
         crop = downscaled_crop(src, size, rng, min_scale)
