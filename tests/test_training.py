@@ -280,7 +280,7 @@ def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
     ("patch", 0, "--patch must be"), ("val_every", 0, "--val-every must be"),
     ("checkpoint_every", 0, "--checkpoint-every must be"), ("lr", float("nan"), "--lr must be > 0"),
     ("steps", {"joint": 0}, "for joint"), ("shapes", 0.9, "together at most 1"), ("dead_leaves", -0.1, "shares"),
-    ("dynamic_share", 1.5, "dynamic_share"),
+    ("dynamic_share", 1.5, "dynamic_share"), ("soft", 1.2, "soft"),
 ])
 def test_settings_that_cannot_train_are_refused_up_front(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):

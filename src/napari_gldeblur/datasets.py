@@ -210,30 +210,38 @@ class DegradationStream:
     drifting camera, synthesis.dynamic_scene) or ``mixed`` (``dynamic_share`` of dynamic scenes). A fraction
     ``dead_leaves`` of the content is generated (synthesis.dead_leaves_image), refreshed as it is used, and a
     fraction ``shapes`` is drawn fresh from synthesis.procedural_image (flat shapes and binary stripes down to
-    pixel scale: sharp patterns a deblurrer must leave as they are).
+    pixel scale: sharp patterns a deblurrer must leave as they are). A fraction ``soft`` of the crops is
+    softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
+    keep, not one to sharpen.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop.
     """
 
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
-                 mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0):
+                 mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0,
+                 soft: float = 0.0):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0 and shapes <= 0:
-            raise ValueError("the degradation stream needs source pictures or dead-leaves content")
+            raise ValueError("the degradation stream needs source pictures or generated content (dead leaves, shapes)")
         self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
         self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
-        self.grain_targets = grain_targets
+        self.grain_targets, self.soft = grain_targets, soft
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        from .synthesis import dead_leaves_image, procedural_image
+        from .synthesis import dead_leaves_image, procedural_image, soften
 
-        generated = self.dead_leaves + self.shapes  # without sources, all content is generated
-        u = rng.random() if self.sources else rng.random() * generated if self.shapes else 0.0
+        generated = self.dead_leaves + self.shapes
+        if self.sources:
+            u = rng.random()
+        elif self.shapes:  # without sources, all content is generated: dead leaves and shapes by their shares
+            u = rng.random() * generated
+        else:
+            u = 0.0
         if u < self.dead_leaves:
             if len(self._leaves) < 8 or rng.random() < 0.05:  # a small pool, refreshed slowly (0.1 s each)
                 textures = [downscaled_crop(self.sources[int(rng.integers(len(self.sources)))], 128, rng, 0.3)
@@ -246,6 +254,8 @@ class DegradationStream:
         else:
             src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
         crop = downscaled_crop(src, size, rng, min_scale)
+        if self.soft and rng.random() < self.soft:
+            crop = soften(crop, rng)
         crop = np.rot90(crop, int(rng.integers(4)))
         return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
 

@@ -52,6 +52,7 @@ class TrainConfig:
     skimage_content: bool = True  # the online stream also crops scikit-image's training pictures
     dead_leaves: float = 0.2  # share of online content that is generated dead leaves
     shapes: float = 0.0  # share of online content that is procedural shapes and stripes (synthesis.procedural_image)
+    soft: float = 0.0  # share of online crops softened (synthesis.soften) before their degradation: soft targets
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
     grain_targets: bool = True  # online nearly sharp and identity targets keep the input's grain (false: clean)
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
@@ -172,9 +173,10 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"--reblur ({config.reblur}) and --rehearse ({config.rehearse}) are shares of each batch: "
                          "each 0 to 1, together below 1 (the rest comes from the pairs)")
     if not (0 <= config.dead_leaves and 0 <= config.shapes and config.dead_leaves + config.shapes <= 1
-            and 0 <= config.dynamic_share <= 1):
+            and 0 <= config.dynamic_share <= 1 and 0 <= config.soft <= 1):
         raise ValueError(f"dead_leaves ({config.dead_leaves}) and shapes ({config.shapes}) are shares of the online "
-                         f"content, together at most 1; dynamic_share ({config.dynamic_share}) is a share, 0 to 1")
+                         f"content, together at most 1; dynamic_share ({config.dynamic_share}) and soft "
+                         f"({config.soft}) are shares, 0 to 1")
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
     if not 0 <= config.val_fraction < 1:
@@ -391,12 +393,12 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
     from .datasets import DegradationStream
 
     kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
-    stream = DegradationStream(sources, config.patch, kind, seed, config.dead_leaves, config.dynamic_share,
-                               grain_targets=config.grain_targets, shapes=config.shapes)
+    content = dict(kind=kind, dead_leaves=config.dead_leaves, dynamic_share=config.dynamic_share,
+                   grain_targets=config.grain_targets, shapes=config.shapes, soft=config.soft)
+    stream = DegradationStream(sources, config.patch, seed=seed, **content)
     if not with_val:
         return stream, []
-    val = DegradationStream(sources, config.val_size, kind, config.seed, config.dead_leaves, config.dynamic_share,
-                            grain_targets=config.grain_targets, shapes=config.shapes)
+    val = DegradationStream(sources, config.val_size, seed=config.seed, **content)
     return stream, val.fixed_pairs(config.val_count, config.val_size, seed=config.seed + PHASES_SEED.get(phase, 3))
 
 
