@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine, ending within BUDGET seconds (default 560): resume the bundled-model recipe
-# (recipes/bundled.toml) on CUDA with a GPU-sized batch (or, once it has finished, continue from it in a new
-# phase-joint run), then a short CUDA inference benchmark.
+# One call on a lent GPU machine, ending within BUDGET seconds (default 560): resume a recipe (RECIPE, default
+# the running one, recipes/soft.toml) on CUDA with a GPU-sized batch (or, once it has finished, continue from it
+# in a new phase-joint run), then a short CUDA inference benchmark.
 # Needs, carried from this checkout: data/photos (python scripts/fetch_photos.py, ~10 MB) and the recipe's
-# checkpoint runs/bundled.pt (if any; the run starts from the recipe's warm start otherwise).
-# Writes $OUT/bundled.pt (the resumed checkpoint: copy it back to runs/bundled.pt), train.log, inference.md.
+# checkpoint runs/NAME.pt (NAME: the recipe's file name; checkpoints/NAME.pt is used when runs/ has none; the
+# run starts from the recipe's warm start when neither exists).
+# Writes $OUT/NAME.pt (the resumed checkpoint: copy it back to runs/NAME.pt), train.log, inference.md.
 # Usage: OUT=gpu_out benchmarks/gpu_check.sh      (DEVICE=cpu BUDGET=120 BATCH=4: a dry run on a CPU)
 set -uo pipefail
 T0=$(date +%s)
@@ -13,6 +14,10 @@ OUT=${OUT:-gpu_out}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-64}
+RECIPE=${RECIPE:-recipes/soft.toml}
+NAME=$(basename "$RECIPE" .toml)
+CKPT=runs/$NAME.pt
+[ -f "$CKPT" ] || CKPT=checkpoints/$NAME.pt
 WORKERS=${WORKERS:-$(( $(nproc) - 2 ))}  # the online stream is numpy work: every spare core cuts patches
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -23,19 +28,19 @@ left() { echo $((T0 + BUDGET - $(date +%s))); }
 # A run that has not finished resumes; a finished one (phase joint at its last step) is the warm start of a new
 # phase-joint run of the same recipe, so a GPU never idles on a completed checkpoint.
 START=()
-if [ -f runs/bundled.pt ]; then
-  if $PY -c "import sys; from napari_gldeblur import models, training; c = models.read_checkpoint('runs/bundled.pt')
+if [ -f "$CKPT" ]; then
+  if $PY -c "import sys; from napari_gldeblur import models, training; c = models.read_checkpoint('$CKPT')
 sys.exit(c['phase_index'] < len(c['phases']) - 1 or c['step'] < training.per_phase(c['train_config']['steps'], c['phase'], 'steps'))"; then
-    START=(--model runs/bundled.pt --phase joint)
-    echo "runs/bundled.pt is a finished run: a new phase-joint run starts from it" >> "$OUT/train.log"
+    START=(--model "$CKPT" --phase joint)
+    echo "$CKPT is a finished run: a new phase-joint run starts from it" >> "$OUT/train.log"
   else
-    cp runs/bundled.pt "$OUT/bundled.pt"
+    cp "$CKPT" "$OUT/$NAME.pt"
   fi
 fi
 
 # 1. the recipe until 70 s before the budget (it checkpoints every 100 steps here; a kill loses less)
-timeout $(( $(left) - 70 )) $PY -m napari_gldeblur.cli train --recipe recipes/bundled.toml --device "$DEVICE" \
-  --batch "$BATCH" --workers "$WORKERS" --checkpoint-every 100 "${START[@]}" -o "$OUT/bundled.pt" >> "$OUT/train.log" 2>&1
+timeout $(( $(left) - 70 )) $PY -m napari_gldeblur.cli train --recipe "$RECIPE" --device "$DEVICE" \
+  --batch "$BATCH" --workers "$WORKERS" --checkpoint-every 100 "${START[@]}" -o "$OUT/$NAME.pt" >> "$OUT/train.log" 2>&1
 echo "train exit $? at $(( $(date +%s) - T0 )) s" >> "$OUT/train.log"
 
 # 2. inference speed on CUDA with the resumed weights
