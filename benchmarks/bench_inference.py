@@ -143,14 +143,14 @@ def accuracy(model: str, device: str, size: tuple[int, int]) -> dict:
     from napari_gldeblur.inference import Deblurrer, cpu_bf16_supported
 
     img = test_image(*size)
-    whole = Deblurrer(model, device=device, precision="fp32", tile=max(size))(img)
-    tiled = Deblurrer(model, device=device, precision="fp32", tile=256, overlap=32)(img)
+    whole = Deblurrer(model, device=device, precision="fp32", tile=max(size))(img, strength=1.0)
+    tiled = Deblurrer(model, device=device, precision="fp32", tile=256, overlap=32)(img, strength=1.0)
     res = {"model": model, "tiled256_vs_whole_db": {
         name: psnr(getattr(tiled, name) / (255.0 if name == "image" else 1.0),
                    getattr(whole, name) / (255.0 if name == "image" else 1.0))
         for name in ("image", "local_features", "global_features", "attention")}}
     if cpu_bf16_supported() or device != "cpu":
-        low = Deblurrer(model, device=device, precision="bf16", tile=max(size))(img, features=False)
+        low = Deblurrer(model, device=device, precision="bf16", tile=max(size))(img, features=False, strength=1.0)
         res["bf16_vs_fp32_db"] = psnr(low.image / 255.0, whole.image / 255.0)
     return res
 

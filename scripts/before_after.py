@@ -36,7 +36,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for rel in PHOTOS:
         img = read_image_file(SHARED / rel)[..., :3]
-        res = d(img)
+        res = d(img, strength=1.0)  # the network's whole change, as the pictures show it
         gap = np.full((crop_centre(img).shape[0], 8, 3), 255, np.uint8)
         panel = np.concatenate([crop_centre(img), gap, crop_centre(res.image)], axis=1)
         name = out / f"before_after_{Path(rel).stem}.png"

@@ -79,7 +79,7 @@ def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.
         for kind, x, ref in inputs:
             u8 = to_uint8(x)
             x = u8.astype(np.float32) / 255
-            rows.append((x, d(u8, features=False).image.astype(np.float32) / 255 - x, x if ref is None else ref))
+            rows.append((x, d(u8, features=False, strength=1.0).image.astype(np.float32) / 255 - x, x if ref is None else ref))
             kinds.append(kind)
     return rows, np.array(kinds)
 

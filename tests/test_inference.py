@@ -74,7 +74,7 @@ def as_dtype(img: np.ndarray, dtype) -> np.ndarray:
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.int16])
 def test_output_matches_input_shape_and_dtype(tiny, shape, stack, hw, dtype):
     img = as_dtype(RNG.random(shape), dtype)
-    r = tiny(img)
+    r = tiny(img, strength=1)
     assert isinstance(r, DeblurResult)
     assert r.image.shape == img.shape and r.image.dtype == img.dtype
     for m in (r.local_features, r.global_features, r.attention):
@@ -93,17 +93,17 @@ def test_image_layout_rules():
 
 def test_rgba_alpha_passes_through_untouched(tiny):
     img = (RNG.random((24, 30, 4)) * 255).astype(np.uint8)
-    r = tiny(img)
+    r = tiny(img, strength=1)
     np.testing.assert_array_equal(r.image[..., 3], img[..., 3])
-    rgb = tiny(np.ascontiguousarray(img[..., :3]))
+    rgb = tiny(np.ascontiguousarray(img[..., :3]), strength=1)
     np.testing.assert_array_equal(r.image[..., :3], rgb.image)  # alpha never reaches the network
 
 
 def test_uint16_keeps_full_range(ident, tiny):
     img = as_dtype(smooth_image(24, 32), np.uint16)
     img[0, 0] = [0, 65535, 40000]
-    np.testing.assert_array_equal(ident(img).image, img)  # exact: no 8-bit step anywhere
-    out = tiny(img).image
+    np.testing.assert_array_equal(ident(img, strength=1).image, img)  # exact: no 8-bit step anywhere
+    out = tiny(img, strength=1).image
     assert out.dtype == np.uint16 and out.max() > 255
     assert len(np.unique(out)) > 1000  # 16-bit precision, not 256 levels
 
@@ -112,7 +112,7 @@ def test_uint16_keeps_full_range(ident, tiny):
 def test_float_values_restored_to_their_range(ident, lo, hi):
     img = (smooth_image(20, 24) * (hi - lo) + lo).astype(np.float32)
     img[0, 0, 0], img[-1, -1, -1] = lo, hi
-    out = ident(img).image
+    out = ident(img, strength=1).image
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, img, rtol=0, atol=(hi - lo) * 1e-5)
     assert out.min() >= lo and out.max() <= hi
@@ -129,25 +129,25 @@ def test_float_in_unit_range_is_not_stretched():
 
 def test_constant_image_stays_constant(ident):
     img = np.full((10, 12), 7.5, np.float64)
-    np.testing.assert_array_equal(ident(img).image, img)
+    np.testing.assert_array_equal(ident(img, strength=1).image, img)
 
 
 def test_gray_is_the_channel_mean_of_the_rgb_result(tiny):
     gray = smooth_image(24, 28, 1)[..., 0]
-    r_gray = tiny(gray, features=False).image
-    r_rgb = tiny(np.repeat(gray[..., None], 3, -1), features=False).image
+    r_gray = tiny(gray, features=False, strength=1).image
+    r_rgb = tiny(np.repeat(gray[..., None], 3, -1), features=False, strength=1).image
     np.testing.assert_allclose(r_gray, r_rgb.mean(-1), atol=1e-6)
 
 
 def test_identity_for_every_integer_layout(ident):
     for shape in [(16, 18), (16, 18, 3), (2, 16, 18), (2, 16, 18, 4)]:
         img = (RNG.random(shape) * 255).astype(np.uint8)
-        np.testing.assert_array_equal(ident(img).image, img)
+        np.testing.assert_array_equal(ident(img, strength=1).image, img)
 
 
 @pytest.mark.parametrize("variant, has_global, has_attention", [("LB", False, False), ("DB", True, False)])
 def test_variants_give_none_for_missing_maps(variant, has_global, has_attention):
-    r = Deblurrer(tiny_net(variant), device="cpu", precision="fp32")(RNG.random((16, 20, 3)).astype(np.float32))
+    r = Deblurrer(tiny_net(variant), device="cpu", precision="fp32")(RNG.random((16, 20, 3)).astype(np.float32), strength=1)
     assert r.local_features.shape == (16, 20)
     assert (r.global_features is not None) == has_global
     assert (r.attention is not None) == has_attention
@@ -155,7 +155,7 @@ def test_variants_give_none_for_missing_maps(variant, has_global, has_attention)
 
 def test_all_channels_keeps_every_channel():
     d = Deblurrer(tiny_net(), device="cpu", precision="fp32", all_channels=True)
-    r = d(RNG.random((2, 16, 20, 3)).astype(np.float32))
+    r = d(RNG.random((2, 16, 20, 3)).astype(np.float32), strength=1)
     assert r.local_features.shape == (2, 16, 20, TINY.width)
     assert r.global_features.shape == (2, 16, 20, TINY.width)
     assert r.attention.shape == (2, 16, 20)
@@ -163,13 +163,13 @@ def test_all_channels_keeps_every_channel():
 
 
 def test_features_can_be_skipped(tiny):
-    r = tiny(RNG.random((16, 20, 3)).astype(np.float32), features=False)
+    r = tiny(RNG.random((16, 20, 3)).astype(np.float32), features=False, strength=1)
     assert r.local_features is None and r.global_features is None and r.attention is None
 
 
 def test_features_match_the_network(tiny):
     img = smooth_image(20, 24)
-    r = tiny(img)
+    r = tiny(img, strength=1)
     with torch.no_grad():
         out = tiny.net(torch.from_numpy(img).permute(2, 0, 1)[None])
     norm = torch.linalg.vector_norm(out.local_features[0], dim=0).numpy()
@@ -192,13 +192,13 @@ def test_features_match_the_network(tiny):
 ])
 def test_bad_images_raise_one_line_value_errors(tiny, image, message):
     with pytest.raises(ValueError, match=message) as info:
-        tiny(image)
+        tiny(image, strength=1)
     assert "\n" not in str(info.value)
 
 
 def test_rgb_flag_needs_a_colour_axis(tiny):
     with pytest.raises(ValueError, match="last axis of 3 or 4"):
-        tiny(np.zeros((8, 8, 5)), rgb=True)
+        tiny(np.zeros((8, 8, 5)), rgb=True, strength=1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -222,18 +222,18 @@ def test_strength_zero_gives_the_input_back(tiny, dtype, shape):
         np.testing.assert_allclose(out, img, rtol=1e-6, atol=1e-7)
     else:
         np.testing.assert_array_equal(out, img)
-    assert not np.array_equal(tiny(img).image, img)  # the (random) network does change it
+    assert not np.array_equal(tiny(img, strength=1).image, img)  # the (random) network does change it
 
 
 def test_strength_blends_input_and_full_output(tiny):
     img = smooth_image(24, 28)
-    full = tiny(img).image
+    full = tiny(img, strength=1).image
     half = tiny(img, strength=0.5).image
     inside = (full > 0) & (full < 1)  # where the network's raw output was not clipped
     assert inside.mean() > 0.9
     np.testing.assert_allclose(half[inside], (0.5 * img + 0.5 * full)[inside], atol=1e-5)
     r = tiny(img, strength=0.5, features=True)
-    np.testing.assert_array_equal(r.attention, tiny(img).attention)  # the maps do not depend on strength
+    np.testing.assert_array_equal(r.attention, tiny(img, strength=1).attention)  # the maps do not depend on strength
 
 
 def frame_8bit(img: np.ndarray) -> torch.Tensor:
@@ -280,7 +280,7 @@ def test_auto_strength_is_chosen_per_frame(tiny):
     assert len(r.strengths) == 2 and set(r.strengths) <= {0.0, 0.5, 1.0}
     for k, s in enumerate(r.strengths):
         np.testing.assert_allclose(r.image[k], tiny(stack[k], strength=s).image, atol=1e-6)
-    assert tiny(stack[0]).strengths == (1.0,)
+    assert tiny(stack[0], strength=1).strengths == (1.0,)
     note = inference.strength_note("auto", r)  # what the widget and the CLI print
     assert note.startswith("auto strength ") and all(f"{s:g}" in note for s in r.strengths)
     assert inference.strength_note(0.5, r) == "strength 0.50"
@@ -290,13 +290,14 @@ def test_auto_strength_uses_the_gate_tuned_for_the_model(tmp_path, make_checkpoi
     image = smooth_image(20, 24)
     path = make_checkpoint(tmp_path / "t.pt")
     ratio = inference.change_ratio(frame_8bit(image), frame_8bit(Deblurrer(path, device="cpu", precision="fp32")(
-        image, features=False).image))
+        image, features=False, strength=1).image))
     assert ratio > 0
     for gate, expected in (((ratio + 1, ratio + 2), 0.0), ((ratio / 2, ratio * 2), 0.5), ((0, ratio / 2), 1.0)):
         ckpt = models.read_checkpoint(path) | {"auto_strength": list(gate)}
         tuned = Deblurrer(models.write_checkpoint(tmp_path / f"{expected}.pt", ckpt), device="cpu", precision="fp32")
         assert tuned.auto_levels == gate
         assert tuned(image, strength="auto", features=False).strengths == (expected,)
+        assert tuned(image, features=False).strengths == (expected,)  # auto is the default
     assert Deblurrer(path, device="cpu").auto_levels == inference.AUTO_STRENGTH_LEVELS  # no gate: the bundled one
 
 
@@ -323,8 +324,8 @@ def test_checkpoint_errors_name_the_file(tmp_path):
 def test_tiled_output_matches_whole_image():
     net = tiny_net()
     img = (smooth_image(150, 200) * 255).round().astype(np.uint8)
-    whole = Deblurrer(net, device="cpu", precision="fp32")(img)
-    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=96, overlap=32)(img)
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img, strength=1)
+    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=96, overlap=32)(img, strength=1)
     assert whole.tile is None and tiled.tile == (96, 96)
     assert psnr(tiled.image / 255.0, whole.image / 255.0) >= 45
     for name in ("local_features", "global_features", "attention"):
@@ -334,8 +335,8 @@ def test_tiled_output_matches_whole_image():
 def test_float_tiles_blend_without_seams():
     net = tiny_net(seed=3)
     img = smooth_image(130, 170)
-    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False).image
-    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=64, overlap=24)(img, features=False).image
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, strength=1).image
+    tiled = Deblurrer(net, device="cpu", precision="fp32", tile=64, overlap=24)(img, features=False, strength=1).image
     assert psnr(tiled, whole) >= 45
 
 
@@ -364,13 +365,13 @@ def test_progress_counts_every_tile_of_every_frame():
     d = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=64, overlap=16)
     per_frame = len(tile_starts(100, 64, 16)) * len(tile_starts(150, 64, 16))
     calls = []
-    d(RNG.random((3, 100, 150)).astype(np.float32), progress=lambda done, total: calls.append((done, total)))
+    d(RNG.random((3, 100, 150)).astype(np.float32), progress=lambda done, total: calls.append((done, total)), strength=1)
     assert calls == [(i + 1, 3 * per_frame) for i in range(3 * per_frame)]
 
 
 def test_steps_generator_yields_progress_then_result():
     d = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=64, overlap=16)
-    gen = d.steps(RNG.random((80, 100, 3)).astype(np.float32))
+    gen = d.steps(RNG.random((80, 100, 3)).astype(np.float32), strength=1)
     items = list(gen)
     assert all(isinstance(p, Progress) for p in items[:-1]) and len(items) == 5
     assert isinstance(items[-1], DeblurResult) and items[-1].image.shape == (80, 100, 3)
@@ -381,7 +382,7 @@ def test_cancel_stops_between_tiles():
     calls = []
     with pytest.raises(Cancelled):
         d(RNG.random((2, 100, 150)).astype(np.float32), progress=lambda *a: calls.append(a),
-          cancel=lambda: len(calls) >= 2)
+          cancel=lambda: len(calls) >= 2, strength=1)
     assert len(calls) == 2
 
 
@@ -410,12 +411,12 @@ def test_cpu_tiles_keep_feature_maps_under_the_mmap_threshold():
 def test_auto_tiles_from_a_small_memory_budget(monkeypatch):
     net = tiny_net()
     img = smooth_image(160, 240)
-    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False)
+    whole = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, strength=1)
     budget_px = 96 * 96
     monkeypatch.setattr(tiling, "available_memory",
                         lambda: int(budget_px * tiling.bytes_per_pixel(TINY.width) / tiling.MEMORY_FRACTION))
     calls = []
-    tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, progress=lambda *a: calls.append(a))
+    tiled = Deblurrer(net, device="cpu", precision="fp32")(img, features=False, progress=lambda *a: calls.append(a), strength=1)
     assert tiled.tile is not None and tiled.tile[0] * tiled.tile[1] <= budget_px
     assert calls[-1] == (tiles_needed(160, 240, tiled.tile), tiles_needed(160, 240, tiled.tile)) and len(calls) > 1
     assert psnr(tiled.image, whole.image) >= 45
@@ -433,10 +434,10 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     monkeypatch.setattr(d, "_forward", picky)
     img = smooth_image(150, 300)
     calls = []
-    r = d(img, progress=lambda *a: calls.append(a))
+    r = d(img, progress=lambda *a: calls.append(a), strength=1)
     assert r.tile is not None and r.tile[0] * r.tile[1] <= 100 * 100
     assert calls[-1][0] == calls[-1][1]  # the total was updated to the smaller tiles
-    reference = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=max(r.tile), overlap=32)(img)
+    reference = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=max(r.tile), overlap=32)(img, strength=1)
     np.testing.assert_allclose(r.image, reference.image, atol=1e-6)
 
 
@@ -444,7 +445,7 @@ def test_other_errors_are_not_retried(monkeypatch):
     d = Deblurrer(tiny_net(), device="cpu", precision="fp32")
     monkeypatch.setattr(d, "_forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        d(smooth_image(20, 20))
+        d(smooth_image(20, 20), strength=1)
 
 
 # --- models, devices, precision ---------------------------------------------------------------------------
@@ -523,7 +524,7 @@ def test_cuda_keeps_layout_and_dtype(make):
 def test_callers_network_is_not_modified():
     net = tiny_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    Deblurrer(net, device="cpu")(smooth_image(16, 16))
+    Deblurrer(net, device="cpu")(smooth_image(16, 16), strength=1)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert net.local_branch.head[0].weight.is_contiguous()  # not switched to channels_last
 
@@ -531,7 +532,7 @@ def test_callers_network_is_not_modified():
 def test_checkpoint_path_model(tiny_checkpoint):
     d = Deblurrer(str(tiny_checkpoint), device="cpu", precision="fp32")
     assert d.net.config == TINY
-    assert d(smooth_image(16, 16)).image.shape == (16, 16, 3)
+    assert d(smooth_image(16, 16), strength=1).image.shape == (16, 16, 3)
 
 
 def test_paper_model_is_paper_size():
@@ -574,8 +575,8 @@ def test_bf16_decision_is_cached(monkeypatch):
 def test_bf16_output_is_close_to_fp32():
     net = tiny_net()
     img = smooth_image(40, 48)
-    a = Deblurrer(net, device="cpu", precision="fp32")(img).image
-    b = Deblurrer(net, device="cpu", precision="bf16")(img).image
+    a = Deblurrer(net, device="cpu", precision="fp32")(img, strength=1).image
+    b = Deblurrer(net, device="cpu", precision="bf16")(img, strength=1).image
     assert b.dtype == np.float32 and psnr(a, b) >= 40
 
 

@@ -293,7 +293,7 @@ class Deblurrer:
 
     def __call__(self, image, progress: Optional[Callable[[int, int], object]] = None,
                  cancel: Optional[Callable[[], bool]] = None, rgb: Optional[bool] = None,
-                 features: bool = True, strength: Union[float, str] = 1.0,
+                 features: bool = True, strength: Union[float, str] = "auto",
                  channel_axis: Optional[int] = None, out=None) -> DeblurResult:
         """Deblur ``image``; ``progress(done, total)`` after each tile; raises ``Cancelled`` when ``cancel()``."""
         steps = self.steps(image, rgb=rgb, features=features, strength=strength, channel_axis=channel_axis, out=out)
@@ -308,13 +308,14 @@ class Deblurrer:
         raise RuntimeError("the deblurring generator ended without a result")  # pragma: no cover
 
     def steps(self, image, rgb: Optional[bool] = None, features: bool = True,
-              strength: Union[float, str] = 1.0, channel_axis: Optional[int] = None,
+              strength: Union[float, str] = "auto", channel_axis: Optional[int] = None,
               out=None) -> Generator[Union[Progress, DeblurResult], None, DeblurResult]:
         """Generator: yields ``Progress`` after every tile, then the ``DeblurResult`` (also returned).
 
         ``strength`` in [0, 1] is how much of the network's change is kept (1: all, 0: the input back); lower
-        it for soft footage the network over-sharpens. ``"auto"`` picks 0, 0.5 or 1 per frame from the size of
-        the change against the detail the frame already has (``auto_strength``). The feature maps do not depend on it.
+        it for soft footage the network over-sharpens. ``"auto"`` (the default, as in the widget and the CLI) picks
+        0, 0.5 or 1 per frame from the size of the change against the detail the frame already has
+        (``auto_strength``), so sharp pictures come back unchanged. The feature maps do not depend on it.
         ``channel_axis``: an axis of channels, each deblurred as a gray image; a last axis of 1 or 2 is one
         (not a spatial axis) unless ``rgb`` says otherwise.
         ``out``: an array of the input's shape and dtype (or a writer taking ``out[index] = frame`` in frame
