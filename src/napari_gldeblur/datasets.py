@@ -254,7 +254,7 @@ class DegradationStream:
         else:
             src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
         crop = downscaled_crop(src, size, rng, min_scale)
-        if self.soft and rng.random() < self.soft:
+        if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
             crop = soften(crop, rng)
         crop = np.rot90(crop, int(rng.integers(4)))
         return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
