@@ -91,17 +91,18 @@ def _fresh_blur(seed: int = 103):
     are (so a frame the gate leaves alone gains exactly 0 dB)."""
     from napari_gldeblur.datasets import DegradationStream
     from napari_gldeblur.degradations import BLUR_MIX
+    from napari_gldeblur.evaluation import as_saved
 
     src = synthesis.skimage_images(synthesis.HELD_OUT)
     pairs = DegradationStream(src, 256, "uniform", seed, dead_leaves=0.0, mix=BLUR_MIX).fixed_pairs(12, 256, seed)
-    return [(synthesis.to_uint8(blur).astype(np.float32) / 255, sharp) for blur, sharp in pairs]
+    return [(as_saved(blur), sharp) for blur, sharp in pairs]
 
 
 @pytest.mark.slow
 def test_bundled_model_raises_psnr_on_fresh_blur(bundled_model):
     """Strength 1, fp32, blur it never saw: mean gain >= +0.35 dB and no picture worse than its input (the
     bundled weights measured +0.95, worst +0.13; the model bundled before them +0.55, worst +0.20; stage 7,
-    trained on one fixed kernel bank, failed it with a worst of -0.47)."""
+    trained on one fixed kernel bank, failed it with a worst of -0.47, measured before the inputs were 8-bit)."""
     from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
     gains = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), _fresh_blur())

@@ -85,13 +85,17 @@ def unsharp_mask(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) ->
     return np.clip(out, 0, 1).astype(np.float32)
 
 
+def as_saved(image: np.ndarray) -> np.ndarray:
+    """``image`` in [0, 1] as an 8-bit file would give it back (float32): what the plugin's user has."""
+    return (np.round(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
+
+
 def nearly_sharp(sharp: np.ndarray, sigma: float = 0.5) -> np.ndarray:
     """A barely blurred copy (Gaussian, ``sigma`` px), quantised to 8 bits like a saved photo: the input
     on which "do no harm" is measured (the output should stay within 0.5 dB of this input's PSNR)."""
     from skimage.filters import gaussian
 
-    out = gaussian(sharp, sigma=sigma, channel_axis=-1, preserve_range=True)
-    return (np.round(np.clip(out, 0, 1) * 255) / 255).astype(np.float32)
+    return as_saved(gaussian(sharp, sigma=sigma, channel_axis=-1, preserve_range=True))
 
 
 BASELINES: dict[str, Restorer] = {
