@@ -321,7 +321,7 @@ class ReblurSampler:
         if rng.random() < self.identity:
             return crop[inner].copy(), crop[inner].copy()
         blurred = dg.blur(crop, kernel)[inner] + rng.normal(0, self.noise, (self.patch, self.patch, 3))
-        return (np.round(np.clip(blurred, 0, 1) * 255) / 255).astype(np.float32), crop[inner].copy()
+        return dg.as_saved(blurred), crop[inner].copy()
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))

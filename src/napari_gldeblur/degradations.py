@@ -198,6 +198,11 @@ def camera(linear_blurred: np.ndarray, rng: Rng, clean: bool = False) -> np.ndar
     return x
 
 
+def as_saved(image: np.ndarray) -> np.ndarray:
+    """``image`` in [0, 1] as an 8-bit file would give it back (float32): what the plugin's user has."""
+    return (np.round(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
+
+
 def same_camera(rng: Rng) -> Callable[[np.ndarray], np.ndarray]:
     """``camera`` with its draws fixed: pictures of one size it records get the same noise pattern and JPEG
     quality, so a sharp picture and a slightly blurred copy of it come out with the same grain."""

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .datasets import Pair, load_pairs
+from .degradations import as_saved
 from .synthesis import to_uint8
 
 Restorer = Callable[[np.ndarray], np.ndarray]
@@ -83,11 +84,6 @@ def unsharp_mask(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) ->
     img = image.astype(np.float64)
     out = img + amount * (img - gaussian(img, sigma=radius, channel_axis=-1, preserve_range=True))
     return np.clip(out, 0, 1).astype(np.float32)
-
-
-def as_saved(image: np.ndarray) -> np.ndarray:
-    """``image`` in [0, 1] as an 8-bit file would give it back (float32): what the plugin's user has."""
-    return (np.round(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
 
 
 def nearly_sharp(sharp: np.ndarray, sigma: float = 0.5) -> np.ndarray:
