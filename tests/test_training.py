@@ -16,6 +16,7 @@ from napari_gldeblur.training import (
     autocast_dtype,
     charbonnier,
     distributed,
+    online_data,
     phases_for,
     psnr_distance,
     sampler_workers,
@@ -166,6 +167,18 @@ def test_branch_phases_train_only_their_branch(tmp_path, tiny_ckpt, pairs):
     after = models.load_model(tmp_path / "out.pt")
     assert not torch.equal(after.global_branch.head[0].weight, start.global_branch.head[0].weight)
     assert torch.equal(after.local_branch.head[0].weight, start.local_branch.head[0].weight)
+
+
+def test_end2end_trains_the_global_branch_and_validates_on_joints_pairs(tmp_path, tiny_ckpt, pairs):
+    start = models.load_model(tiny_ckpt)
+    list(train(cfg(tmp_path, tiny_ckpt, phase="end2end"), pairs=pairs))
+    after = models.load_model(tmp_path / "out.pt")
+    for branch in ("global_branch", "local_branch"):
+        assert not torch.equal(getattr(after, branch).head[0].weight, getattr(start, branch).head[0].weight), branch
+    c = TrainConfig(dead_leaves=1.0, skimage_content=False, val_count=2, val_size=32, patch=32)
+    src = [synthesis.procedural_image(np.random.default_rng(1), 96)]
+    joint, end2end = (online_data(c, phase, src, seed=0)[1] for phase in ("joint", "end2end"))
+    assert all(np.array_equal(a, b) for pj, pe in zip(joint, end2end) for a, b in zip(pj, pe))
 
 
 def test_phases_per_variant(tmp_path):

@@ -402,7 +402,7 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
     return stream, val.fixed_pairs(config.val_count, config.val_size, seed=config.seed + PHASES_SEED.get(phase, 3))
 
 
-PHASES_SEED = {"global": 0, "local": 1, "joint": 2}
+PHASES_SEED = {"global": 0, "local": 1, "joint": 2, END_TO_END: 2}  # end2end and joint: one loss, one stream, one validation set
 
 
 def fine_tune_sampler(config: TrainConfig, phase: str, pairs: Sequence[Pair], sampler, seed: int):
