@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine, ending within BUDGET seconds (default 560): resume a recipe (RECIPE, default
-# the running one, recipes/large_patches.toml) on CUDA with a GPU-sized batch (or, once it has finished, continue from it
-# in a new phase-joint run), then a short CUDA inference benchmark.
+# the running one, recipes/end2end.toml) on CUDA with a GPU-sized batch (or, once it has finished, continue from it
+# in a new run of its last phase), then a short CUDA inference benchmark.
 # Needs, carried from this checkout: data/photos (python scripts/fetch_photos.py, ~10 MB) and the recipe's
 # checkpoint runs/NAME.pt (NAME: the recipe's file name; checkpoints/NAME.pt is used when runs/ has none; the
 # run starts from the recipe's warm start when neither exists).
@@ -14,7 +14,7 @@ OUT=${OUT:-gpu_out}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-64}
-RECIPE=${RECIPE:-recipes/large_patches.toml}
+RECIPE=${RECIPE:-recipes/end2end.toml}
 NAME=$(basename "$RECIPE" .toml)
 CKPT=runs/$NAME.pt
 [ -f "$CKPT" ] || CKPT=checkpoints/$NAME.pt
@@ -25,14 +25,16 @@ left() { echo $((T0 + BUDGET - $(date +%s))); }
 { nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null; nproc
   $PY -c "import torch, numpy, skimage, sys; print(sys.version.split()[0], torch.__version__, numpy.__version__, skimage.__version__)"
 } > "$OUT/train.log" 2>&1
-# A run that has not finished resumes; a finished one (phase joint at its last step) is the warm start of a new
-# phase-joint run of the same recipe, so a GPU never idles on a completed checkpoint.
+# A run that has not finished resumes; a finished one (its last phase at its last step) is the warm start of a
+# new run of that phase with the same recipe, so a GPU never idles on a completed checkpoint.
 START=()
 if [ -f "$CKPT" ]; then
-  if $PY -c "import sys; from napari_gldeblur import models, training; c = models.read_checkpoint('$CKPT')
-sys.exit(c['phase_index'] < len(c['phases']) - 1 or c['step'] < training.per_phase(c['train_config']['steps'], c['phase'], 'steps'))"; then
-    START=(--model "$CKPT" --phase joint)
-    echo "$CKPT is a finished run: a new phase-joint run starts from it" >> "$OUT/train.log"
+  LAST=$($PY -c "from napari_gldeblur import models, training; c = models.read_checkpoint('$CKPT')
+done = c['phase_index'] == len(c['phases']) - 1 and c['step'] >= training.per_phase(c['train_config']['steps'], c['phase'], 'steps')
+print(c['phase'] if done else '')")
+  if [ -n "$LAST" ]; then
+    START=(--model "$CKPT" --phase "$LAST")
+    echo "$CKPT is a finished run: a new run of its last phase starts from it" >> "$OUT/train.log"
   else
     cp "$CKPT" "$OUT/$NAME.pt"
   fi
