@@ -25,7 +25,7 @@ def ablated_outputs(net: DBAFNet, image: np.ndarray) -> dict[str, np.ndarray]:
     psi_l, psi_g = net.local_branch.features(x), net.global_branch.features(x)
     flat_g = psi_g.mean(dim=(2, 3), keepdim=True).expand_as(psi_g)
     fused = {
-        "as trained": psi_l * net.attention(x, psi_l, psi_g) + psi_g,  # Ψ_B = Ψ_L ⊙ M(x, Ψ_L, Ψ_G) + Ψ_G   (1)
+        "as trained": net.fuse(x, psi_l, psi_g)[0],  # Ψ_B = Ψ_L ⊙ M(x, Ψ_L, Ψ_G) + Ψ_G   (1)
         "Ψ_G -> its mean": psi_l * net.attention(x, psi_l, flat_g) + flat_g,
         "M = 1": psi_l + psi_g,
     }
