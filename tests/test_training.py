@@ -13,6 +13,7 @@ from napari_gldeblur.evaluation import psnr
 from napari_gldeblur.network import DBAFNet, NetConfig
 from napari_gldeblur.training import (
     TrainConfig,
+    _Wrapped,
     autocast_dtype,
     charbonnier,
     distributed,
@@ -76,6 +77,36 @@ def test_psnr_loss_is_minus_the_mean_per_image_psnr():
     want = -np.mean([psnr(o.permute(1, 2, 0).numpy(), g.permute(1, 2, 0).numpy()) for o, g in zip(out, gt)])
     assert float(psnr_distance(out, gt)) == pytest.approx(want, abs=0.05)  # eps adds < 0.05 dB here
     assert float(psnr_distance(gt, gt)) == pytest.approx(-50.0)  # capped at 50 dB
+
+
+def test_a_lower_psnr_cap_moves_the_pull_from_nearly_sharp_to_blurred_images():
+    gt = torch.zeros(2, 3, 8, 8)
+    out = gt.clone()
+    out[0] += 0.003  # nearly sharp: 50.5 dB
+    out[1] += 0.1  # blurred: 20 dB
+
+    def pulls(cap: float) -> torch.Tensor:
+        o = out.clone().requires_grad_()
+        psnr_distance(o, gt, eps=10 ** (-cap / 10)).backward()
+        return o.grad.abs().sum(dim=(1, 2, 3))
+
+    near, blurred = pulls(50.0)
+    assert near > 10 * blurred  # the default cap: the nearly sharp image pulls 16x harder
+    near, blurred = pulls(30.0)
+    assert blurred > 2 * near
+
+
+def test_the_psnr_cap_reaches_the_training_loss_and_is_checked(tmp_path, tiny_ckpt, pairs):
+    net = DBAFNet(TINY)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        y = net(x).image
+    with torch.no_grad():
+        capped, default = _Wrapped(net, "joint", "psnr", psnr_cap=30.0)(x, y), _Wrapped(net, "joint", "psnr")(x, y)
+    assert float(capped) == pytest.approx(-30.0, abs=1e-3)
+    assert float(default) == pytest.approx(-50.0, abs=1e-3)
+    with pytest.raises(ValueError, match="psnr_cap"):
+        list(train(cfg(tmp_path, tiny_ckpt, phase="joint", loss="psnr", psnr_cap=3.0), pairs=pairs, resume=False))
 
 
 def test_charbonnier_is_a_smooth_l1():
@@ -232,6 +263,7 @@ def test_cli_train_all_phases(tmp_path, tiny_ckpt, pair_dir, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--data", "NOPE"], "data folder not found"),
     (["--phase", "global"], "needs --global-data"),
+    (["--loss", "psnr", "--psnr-cap", "200"], "psnr_cap is a PSNR in dB"),
 ])
 def test_cli_bad_data_is_one_line_error(tmp_path, tiny_ckpt, pair_dir, capsys, args, message):
     args = [a.replace("NOPE", str(tmp_path / "nope")) for a in args]

@@ -98,6 +98,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=["mse", "psnr", "l1"], default=None,
                    help=f"mse (default; fine-tuning {FINE_TUNE['loss']}): the paper's eqs. 2-4; psnr: minus per-image "
                         "PSNR, so nearly sharp images count as much as blurred ones; l1: a smooth L1 (Charbonnier)")
+    p.add_argument("--psnr-cap", type=float, default=None,
+                   help="loss psnr: no image pulls harder than one at this PSNR in dB (default 50; lower weighs "
+                        "blurred images more against nearly sharp ones)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="auto (default): bf16 autocast on CUDA and on CPUs where it measures faster; fp32 forces float32")
     p.add_argument("--workers", type=int, default=None,
@@ -109,8 +112,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 TRAIN_OPTIONS = ("data", "global_data", "joint_data", "phase", "model", "variant", "steps", "batch", "patch", "lr",
-                 "val_every", "checkpoint_every", "device", "loss", "precision", "workers", "seed", "out", "reblur",
-                 "rehearse")
+                 "val_every", "checkpoint_every", "device", "loss", "psnr_cap", "precision", "workers", "seed", "out",
+                 "reblur", "rehearse")
 
 
 def train_config(args: argparse.Namespace):

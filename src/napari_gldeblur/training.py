@@ -7,6 +7,7 @@ Under ``torchrun`` the same loop runs with DistributedDataParallel (gloo on CPU,
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
@@ -68,6 +69,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     loss: str = "mse"  # mse: eqs. (2)-(4) as in the paper; psnr: minus per-image PSNR (see psnr_distance)
+    psnr_cap: float = 50.0  # loss psnr: no image counts for more than one at this PSNR (dB); lower caps weigh
+    # blurred patches more against nearly sharp ones
     precision: str = "auto"  # auto: bf16 autocast on CUDA, and on CPUs where it measures faster; fp32; bf16
     workers: int = -1  # processes cutting patch batches ahead of the GPU; -1: auto (see sampler_workers)
 
@@ -96,14 +99,15 @@ def mse(out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 PSNR_EPS = 1e-5  # caps each image's weight at 50 dB, beyond what 8-bit output can show
 
 
-def psnr_distance(out: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def psnr_distance(out: torch.Tensor, gt: torch.Tensor, eps: float = PSNR_EPS) -> torch.Tensor:
     """Minus the PSNR of each image, averaged over the batch (NAFNet's PSNRLoss; not in the paper).
 
     Under plain MSE a heavily blurred patch outweighs a nearly sharp one by 10-100x, so the network learns to
-    sharpen everything; in dB every image counts the same, which is also how the results are measured.
+    sharpen everything; in dB every image counts the same, which is also how the results are measured. An
+    image's pull is 1 / (MSE + ``eps``): ``eps`` caps it at the PSNR -10 log10(eps).
     """
     per_image = ((out.float() - gt) ** 2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(per_image + PSNR_EPS).mean()
+    return 10 * torch.log10(per_image + eps).mean()
 
 
 def charbonnier(out: torch.Tensor, gt: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -179,6 +183,8 @@ def check_config(config: TrainConfig) -> None:
                          f"({config.soft}) are shares, 0 to 1")
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
+    if not (isinstance(config.psnr_cap, (int, float)) and 10 <= config.psnr_cap <= 100):
+        raise ValueError(f"psnr_cap is a PSNR in dB, 10 to 100 (got {config.psnr_cap})")
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1) (got {config.val_fraction})")
     if Path(config.out).is_dir():
@@ -230,11 +236,13 @@ LOSSES = {"global": global_branch_loss, "local": local_branch_loss, "joint": con
 class _Wrapped(nn.Module):
     """Gives DDP one module whose forward is the phase's loss."""
 
-    def __init__(self, net: DBAFNet, phase: str, distance: str = "mse"):
+    def __init__(self, net: DBAFNet, phase: str, distance: str = "mse", psnr_cap: float = 50.0):
         super().__init__()
         if distance not in DISTANCES:
             raise ValueError(f"unknown loss {distance!r}: use {' or '.join(DISTANCES)}")
         self.net, self.loss, self.distance = net, LOSSES[phase], DISTANCES[distance]
+        if distance == "psnr":
+            self.distance = functools.partial(psnr_distance, eps=10 ** (-psnr_cap / 10))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss(self.net, x, y, self.distance)
@@ -496,7 +504,7 @@ def train(config: TrainConfig, stop: Callable[[], bool] | None = None, pairs: Se
                 group.pop("initial_lr", None)
         # the schedule continues where a resumed run stopped
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s + first_step, steps))
-        module = _Wrapped(net, phase, config.loss)
+        module = _Wrapped(net, phase, config.loss, config.psnr_cap)
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
         scored = copy.deepcopy(net) if ema is not None else net  # what validation measures: the EMA when on
