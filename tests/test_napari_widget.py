@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -323,6 +324,16 @@ def test_auto_strength_reaches_the_engine_and_the_status(viewer_widget, qtbot, n
     run(qtbot, widget, src)
     assert not notes["error"]
     assert "auto strength" in widget.status.value  # the strength the engine chose is shown
+
+
+def test_the_status_says_when_auto_strength_left_every_frame_unchanged():
+    def status(strengths, strength="auto"):
+        result = SimpleNamespace(seconds=0.5, device="cpu", precision="fp32", tile=None, strengths=strengths)
+        return _widget.summarize(result, (2, 16, 16, 3), rgb=True, strength=strength)
+
+    assert "untick auto strength" in status((0.0, 0.0))
+    assert "untick" not in status((0.0, 1.0))  # one frame deblurred: the result is not the input
+    assert "untick" not in status((0.0,), strength=0.0)  # the user asked for strength 0
 
 
 def test_without_feature_layers_only_the_result_is_added(viewer_widget, qtbot, notes):

@@ -194,8 +194,12 @@ def summarize(result: Any, shape: tuple[int, ...], rgb: bool, strength: Union[fl
     tile = getattr(result, "tile", None)
     tiles = f", tiles {tile[0]}x{tile[1]}" if tile else ""
     weaker = f", {strength_note(strength, result)}" if strength != 1.0 else ""
-    return (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s{weaker} on {getattr(result, 'device', '?')} "
+    line = (f"done: {what} in {getattr(result, 'seconds', 0.0):.1f} s{weaker} on {getattr(result, 'device', '?')} "
             f"({getattr(result, 'precision', 'fp32')}{tiles})")
+    if strength == "auto" and not any(getattr(result, "strengths", (1.0,))):  # every frame came back as it was
+        line += (": it looked sharp enough to the gate and came back unchanged; untick auto strength to apply "
+                 "the network's change")
+    return line
 
 
 def is_lazy(data: Any) -> bool:
