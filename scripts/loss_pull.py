@@ -18,10 +18,9 @@ from napari_gldeblur.training import content_pool, load_recipe, online_data
 BLURRED_BELOW_DB = 33.0
 
 
-def pull_shares(mse_in: np.ndarray, mse_out: np.ndarray, cap_db: float) -> tuple[float, float]:
-    """(share of the loss's pull on blurred patches, largest pull / median pull) at one cap."""
+def pull_shares(blurred: np.ndarray, mse_out: np.ndarray, cap_db: float) -> tuple[float, float]:
+    """(share of the loss's pull on the ``blurred`` patches, largest pull / median pull) at one cap."""
     pull = 1 / (mse_out + 10 ** (-cap_db / 10))
-    blurred = mse_in > 10 ** (-BLURRED_BELOW_DB / 10)
     return float(pull[blurred].sum() / pull.sum()), float(pull.max() / np.median(pull))
 
 
@@ -44,7 +43,7 @@ def main() -> None:
     blurred = mse_in > 10 ** (-BLURRED_BELOW_DB / 10)
     print(f"{args.n} patches of {config.patch} px, {blurred.mean():.0%} blurred (input under {BLURRED_BELOW_DB:g} dB)")
     for cap in args.caps:
-        share, peak = pull_shares(mse_in, mse_out, cap)
+        share, peak = pull_shares(blurred, mse_out, cap)
         print(f"cap {cap:g} dB: blurred patches draw {share:.1%} of the pull; largest / median pull {peak:.1f}")
 
 

@@ -101,7 +101,6 @@ def test_the_psnr_cap_reaches_the_training_loss_and_is_checked(tmp_path, tiny_ck
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         y = net(x).image
-    with torch.no_grad():
         capped, default = _Wrapped(net, "joint", "psnr", psnr_cap=30.0)(x, y), _Wrapped(net, "joint", "psnr")(x, y)
     assert float(capped) == pytest.approx(-30.0, abs=1e-3)
     assert float(default) == pytest.approx(-50.0, abs=1e-3)

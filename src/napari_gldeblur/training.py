@@ -69,8 +69,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     loss: str = "mse"  # mse: eqs. (2)-(4) as in the paper; psnr: minus per-image PSNR (see psnr_distance)
-    psnr_cap: float = 50.0  # loss psnr: no image counts for more than one at this PSNR (dB); lower caps weigh
-    # blurred patches more against nearly sharp ones
+    psnr_cap: float = 50.0  # loss psnr: no image counts for more than one at this PSNR (dB; PSNR_EPS's 50 dB);
+    # lower caps weigh blurred patches more against nearly sharp ones
     precision: str = "auto"  # auto: bf16 autocast on CUDA, and on CPUs where it measures faster; fp32; bf16
     workers: int = -1  # processes cutting patch batches ahead of the GPU; -1: auto (see sampler_workers)
 
@@ -236,12 +236,12 @@ LOSSES = {"global": global_branch_loss, "local": local_branch_loss, "joint": con
 class _Wrapped(nn.Module):
     """Gives DDP one module whose forward is the phase's loss."""
 
-    def __init__(self, net: DBAFNet, phase: str, distance: str = "mse", psnr_cap: float = 50.0):
+    def __init__(self, net: DBAFNet, phase: str, distance: str = "mse", psnr_cap: Optional[float] = None):
         super().__init__()
         if distance not in DISTANCES:
             raise ValueError(f"unknown loss {distance!r}: use {' or '.join(DISTANCES)}")
         self.net, self.loss, self.distance = net, LOSSES[phase], DISTANCES[distance]
-        if distance == "psnr":
+        if distance == "psnr" and psnr_cap is not None:  # None: psnr_distance's own cap (PSNR_EPS)
             self.distance = functools.partial(psnr_distance, eps=10 ** (-psnr_cap / 10))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
