@@ -148,6 +148,17 @@ def test_identity_targets_keep_the_grain_only_when_asked(grain_targets):
     assert all(exact) if grain_targets else not all(exact)
 
 
+@pytest.mark.parametrize("kind", ["uniform", "dynamic"])
+@pytest.mark.parametrize("denoise", [True, False])
+def test_targets_keep_every_inputs_grain_unless_denoising(kind, denoise):
+    """On flat content blur changes nothing, so input and target differ only by noise: without denoising every
+    target is recorded with its input's grain (exact pairs); with it, noisy inputs have clean targets."""
+    flat = [np.full((120, 120, 3), 0.4, np.float32)]
+    x, y = DegradationStream(flat, 24, kind, seed=5, dead_leaves=0, grain_targets=False, denoise=denoise).batch(16)
+    same = [float((a - b).abs().max()) < 1e-5 for a, b in zip(x, y)]
+    assert all(same) if not denoise else sum(same) <= 8
+
+
 def test_shapes_content_brings_flat_regions_and_stripes():
     """Procedural shapes are flat between sharp edges: many neighbouring pixels equal, unlike the noise sources."""
     def flat_share(shapes: float) -> float:

@@ -87,9 +87,10 @@ def test_kept_grain_identity_pairs_are_always_exact():
     assert sum(not np.allclose(s, sharp[1:-1, 1:-1], atol=1e-4) for _, s in pairs) >= 10  # grain in both
 
 
-def test_kept_grain_pairs_share_their_noise():
-    flat = np.full((40, 40, 3), 0.5, np.float32)  # a flat picture: blur changes nothing, only noise differs
-    k = dg.random_mild(np.random.default_rng(3))
+@pytest.mark.parametrize("family", ["mild", "shake"])
+def test_kept_grain_pairs_share_their_noise(family):
+    flat = np.full((80, 80, 3), 0.5, np.float32)  # a flat picture: blur changes nothing, only noise differs
+    k = dg.KERNEL_FAMILIES[family](np.random.default_rng(3))
     pad = k.shape[0] // 2 + 1
     kept = [dg.degrade_pair(flat, k, np.random.default_rng(i), pad, keep_grain=True) for i in range(10)]
     clean = [dg.degrade_pair(flat, k, np.random.default_rng(i), pad) for i in range(10)]

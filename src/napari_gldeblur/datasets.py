@@ -214,13 +214,15 @@ class DegradationStream:
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
     keep, not one to sharpen.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
-    (``degradations.degrade_pair``); off, every target is the clean crop.
+    (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
+    the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
+    picture, and grainy sharp frames come back as they were.
     """
 
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
                  mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0,
-                 soft: float = 0.0):
+                 soft: float = 0.0, denoise: bool = True):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0 and shapes <= 0:
@@ -228,7 +230,7 @@ class DegradationStream:
         self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
         self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
-        self.grain_targets, self.soft = grain_targets, soft
+        self.grain_targets, self.soft, self.denoise = grain_targets, soft, denoise
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
@@ -271,11 +273,14 @@ class DegradationStream:
             others = [self._content(rng, size // 2 + 2) for _ in range(2)]
             blurred, sharp = dynamic_scene(bg, others, rng, size, camera_px=rng.uniform(0, 12),
                                            object_px=(4.0, 36.0))
+            if not self.denoise:
+                record = dg.same_camera(rng)
+                return record(dg.to_linear(blurred)), record(dg.to_linear(sharp))
             return dg.camera(dg.to_linear(blurred), rng), sharp
         family, kernel = dg.random_kernel(rng, self.mix or dg.UNIFORM_MIX)
         pad = kernel.shape[0] // 2 + 1
-        return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad,
-                               keep_grain=self.grain_targets and family in dg.NEARLY_SHARP)
+        keep_grain = not self.denoise or (self.grain_targets and family in dg.NEARLY_SHARP)
+        return dg.degrade_pair(self._content(rng, size + 2 * pad), kernel, rng, pad, keep_grain=keep_grain)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         blurs, sharps = zip(*(self.pair(self.rng) for _ in range(size)))

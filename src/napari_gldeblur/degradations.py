@@ -126,7 +126,7 @@ KERNEL_FAMILIES: dict[str, Callable[[Rng], np.ndarray]] = {
 }
 # The share of each family in the uniform-blur stream; mild and identity pairs keep sharp input sharp.
 UNIFORM_MIX = {"shake": 0.5, "composite": 0.15, "gaussian": 0.07, "defocus": 0.08, "mild": 0.12, "identity": 0.08}
-NEARLY_SHARP = ("mild", "identity")  # families whose target keeps the input's grain (``degrade_pair``)
+NEARLY_SHARP = ("mild", "identity")  # families whose target keeps the input's grain with ``grain_targets``
 # Blur only (no mild or identity pairs): the evaluation sets' mix; sharp input is measured on its own.
 BLUR_MIX = {"shake": 0.6, "composite": 0.2, "gaussian": 0.1, "defocus": 0.1}
 
@@ -214,20 +214,19 @@ def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: in
                  keep_grain: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(blurry, sharp) from a sharp sRGB crop with ``pad`` px of real content around the patch on each side.
 
-    With ``keep_grain`` (nearly sharp and identity pairs) the target is recorded by the same camera, with the
-    same noise and JPEG: sharp input comes back as it was, grain included, rather than denoised. Otherwise the
-    target is the clean crop; identity pairs are then exact half of the time (input = target).
+    With ``keep_grain`` the target is recorded by the same camera, with the same noise and JPEG: the network
+    learns to undo the blur and keep the grain (sharp input comes back as it was) rather than denoise. Otherwise
+    the target is the clean crop; identity pairs are then exact half of the time (input = target).
     """
     crop = (slice(pad, sharp_padded.shape[0] - pad), slice(pad, sharp_padded.shape[1] - pad))
     sharp = np.ascontiguousarray(sharp_padded[crop], dtype=np.float32)
-    if keep_grain:
-        record = same_camera(rng)
-        linear = to_linear(sharp_padded)
-        return record(blur(linear, kernel)[crop]), record(linear[crop])
-    if kernel.size == 1 and rng.random() < 0.5:
+    if not keep_grain and kernel.size == 1 and rng.random() < 0.5:
         return sharp.copy(), sharp
     linear = lift_highlights(to_linear(sharp_padded), rng) if rng.random() < 0.5 else to_linear(sharp_padded)
     blurred = blur(linear, kernel)[crop]
+    if keep_grain:
+        record = same_camera(rng)
+        return record(blurred), record(linear[crop])
     return camera(blurred, rng), sharp
 
 

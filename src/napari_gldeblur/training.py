@@ -56,6 +56,7 @@ class TrainConfig:
     soft: float = 0.0  # share of online crops softened (synthesis.soften) before their degradation: soft targets
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
     grain_targets: bool = True  # online nearly sharp and identity targets keep the input's grain (false: clean)
+    denoise: bool = True  # false: every online target keeps the input's grain, so the network deblurs, not denoises
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
     reblur: float = 0.0  # share of each batch made by re-blurring sharp content with the kernel estimated from
     # the pairs (fine-tuning on a user's few pairs of one blur; datasets.ReblurSampler); 0: off
@@ -402,7 +403,8 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
 
     kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
     content = dict(kind=kind, dead_leaves=config.dead_leaves, dynamic_share=config.dynamic_share,
-                   grain_targets=config.grain_targets, shapes=config.shapes, soft=config.soft)
+                   grain_targets=config.grain_targets, shapes=config.shapes, soft=config.soft,
+                   denoise=config.denoise)
     stream = DegradationStream(sources, config.patch, seed=seed, **content)
     if not with_val:
         return stream, []
