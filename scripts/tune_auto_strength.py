@@ -13,7 +13,8 @@ output. Rules:
   (low, high) the grid pair that keeps most gain on blurry input while nearly sharp input loses at most
   ``--budget`` dB on average, at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB and at
   least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" is the plugin's measure
-  (``inference.change_ratio``).
+  (``inference.change_ratio``); "input blur effect" measures the input alone (Crété-Roffet et al. 2007,
+  scikit-image's ``blur_effect``: 0 sharp, 1 blurred).
 
 With ``--write``, the tuned "change / detail" gate goes into the checkpoint ``--model`` names (its
 ``auto_strength``), so the Deblurrer uses it for that model; ``scripts/bundle_weights.py`` keeps it.
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from evaluate import evaluation_sets, tuning_sets  # scripts/evaluate.py
 from scipy.ndimage import gaussian_filter
+from skimage.measure import blur_effect
 
 from napari_gldeblur import models
 from napari_gldeblur.datasets import load_pairs
@@ -63,7 +65,18 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "mean change": float(mag.mean()),
             "p99 change / p99 gradient": float(np.percentile(mag, 99) / max(np.percentile(np.hypot(gx, gy), 99), 1e-3)),
             "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99)),
+            "smoothed change / detail": smoothed_ratio(x, change),
+            "input blur effect": float(blur_effect(x.mean(-1))),
             RATIO: change_ratio(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change)))}
+
+
+def smoothed_ratio(x: np.ndarray, change: np.ndarray) -> float:
+    """``change_ratio`` with the signed 8-bit change smoothed by a 1 px Gaussian first: removed grain, which
+    denoising leaves in the change, averages out; a restored edge, coherent over several pixels, stays."""
+    before = np.round(np.clip(x, 0, 1) * 255).mean(-1)
+    moved = np.round(np.clip(x + change, 0, 1) * 255).mean(-1) - before
+    detail = np.abs(before - gaussian_filter(before, 1.0)).mean()
+    return float(np.abs(gaussian_filter(moved, 1.0)).mean() / max(detail, 1e-3))
 
 
 def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.ndarray]:
@@ -132,6 +145,7 @@ def main() -> None:
         results[f"shrink {t} grey levels"] = summary(apply(lambda c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
                                                      kinds)
     per_image = [measures(x, c) for x, c, _ in rows]
+    report_inputs(np.array([m[RATIO] for m in per_image]), kinds)
     gates = {}  # measure -> (low, high) tuned thresholds
     for name in per_image[0]:
         values = np.array([m[name] for m in per_image])
@@ -174,6 +188,17 @@ def main() -> None:
             json.dump({"model": args.model, "pairs": len(pairs), "budget_db": args.budget,
                        "min_within_0.5db": args.min_within, "min_unchanged": args.min_unchanged,
                        "thresholds": gates, "rules": results, "evaluation_sets": held_out}, f, indent=2)
+
+
+def report_inputs(ratios: np.ndarray, kinds: np.ndarray) -> None:
+    """The plugin's measure by kind of tuning input; the nearly sharp copies alternate clean, grainy
+    (``network_changes``), and the largest ratio among them and the sharp inputs bounds the gate from below."""
+    near = np.flatnonzero(kinds == "nearly sharp")
+    labels = kinds.astype(object)
+    labels[near[0::2]], labels[near[1::2]] = "clean nearly sharp", "grainy nearly sharp"
+    for label in ("blurry", "clean nearly sharp", "grainy nearly sharp", "sharp"):
+        v = ratios[labels == label]
+        print(f"{RATIO} of {label} input: median {np.median(v):.2f}, largest {v.max():.2f}")
 
 
 def report(results: dict) -> None:
