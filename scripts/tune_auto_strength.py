@@ -71,8 +71,9 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
 
 
 def smoothed_ratio(x: np.ndarray, change: np.ndarray) -> float:
-    """``change_ratio`` with the signed 8-bit change smoothed by a 1 px Gaussian first: removed grain, which
-    denoising leaves in the change, averages out; a restored edge, coherent over several pixels, stays."""
+    """Like ``change_ratio`` (the 8-bit change over the input's fine detail), but on the grey change smoothed by a
+    1 px Gaussian first: removed grain, which denoising leaves in the change, averages out; a restored edge,
+    coherent over several pixels, stays. Grey, not per channel, and scipy's border mode: not ``change_ratio`` x k."""
     before = np.round(np.clip(x, 0, 1) * 255).mean(-1)
     moved = np.round(np.clip(x + change, 0, 1) * 255).mean(-1) - before
     detail = np.abs(before - gaussian_filter(before, 1.0)).mean()
