@@ -22,7 +22,20 @@ def test_shake_kernel_size_follows_its_length(length):
         ys, xs = np.nonzero(k > 1e-6)
         extent = max(ys.max() - ys.min(), xs.max() - xs.min())
         assert length / 3 - 1 <= extent <= length + 2  # a curve or a jerk folds it, never into a dot
-        assert k.shape[0] <= length + 8
+        assert k.shape[0] <= 2 * length + 8  # centred on its centre of mass, which may lie near one end
+
+
+@pytest.mark.parametrize("family", ["shake", "composite", "mild"])
+def test_kernels_are_centred_on_their_centre_of_mass(family):
+    """Blurring must not shift the picture against its target: every kernel's centre of mass is its centre pixel
+    (an unevenly exposed shake centred on its bounding box is off by up to a few pixels)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        k = dg.KERNEL_FAMILIES[family](rng)
+        centre = (k.shape[0] - 1) / 2
+        np.testing.assert_allclose(ndimage.center_of_mass(k.astype(np.float64)), (centre, centre), atol=1e-3)
 
 
 def test_shake_kernels_are_fresh_and_reproducible():

@@ -21,14 +21,20 @@ GAMMA = 2.2  # camera response (GoPro's, Nah et al. 2017)
 
 
 def rasterise(points: np.ndarray, weights: np.ndarray | None = None, pad: int = 2) -> np.ndarray:
-    """A normalised kernel from sub-pixel trajectory points (bilinear splatting); its size fits the points."""
-    points = points - (points.max(0) + points.min(0)) / 2
+    """A normalised kernel from sub-pixel trajectory points (bilinear splatting); its size fits the points.
+
+    The kernel's centre of mass sits on its centre pixel, so a blurred picture is not shifted against its
+    sharp target: a streak's centre of mass is where the sharp edge was, which the blurred picture shows. Centred
+    on the trajectory's bounding box instead, an unevenly exposed shake moves the picture by up to a few pixels
+    in a direction only the whole kernel reveals, and a restorer that cannot guess it gains little.
+    """
+    w = np.ones(len(points)) if weights is None else np.asarray(weights, np.float64)
+    points = points - (w[:, None] * points).sum(0) / w.sum()  # bilinear splats keep this centre of mass
     half = int(np.ceil(np.abs(points).max())) + pad
     size = 2 * half + 1
     p = points + half
     i0 = np.floor(p).astype(int)
     f = p - i0
-    w = np.ones(len(p)) if weights is None else weights
     k = np.zeros((size + 1, size + 1))
     for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
         wy = f[:, 0] if dy else 1 - f[:, 0]
