@@ -33,6 +33,13 @@ def test_motion_kernels_extend_up_to_about_25px(bank):
     assert max(extents) <= 27 and max(extents) >= 12
 
 
+def test_every_bank_kernel_is_centred_on_its_centre_of_mass(bank):
+    """A kernel off its centre shifts the blurred picture against its sharp target (degradations.rasterise)."""
+    for k in bank:
+        centre = (k.array.shape[0] - 1) / 2
+        np.testing.assert_allclose(ndimage.center_of_mass(k.array.astype(np.float64)), (centre, centre), atol=1e-3)
+
+
 def test_global_blur_reduces_detail_and_keeps_mean():
     rng = np.random.default_rng(0)
     img = rng.random((64, 64, 3)).astype(np.float32)

@@ -45,7 +45,7 @@ def motion_kernel(rng: np.random.Generator, max_length: float = 25.0, size: int 
         pts[i] = pts[i - 1] + velocity
     seg = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
     pts = pts * (length / max(seg[-1], 1e-6))
-    pts -= (pts.max(0) + pts.min(0)) / 2  # centre the trajectory
+    pts -= pts.mean(0)  # centre of mass on the centre pixel (constant speed): no shift against the target
     k = np.zeros((size, size), np.float64)
     c = (size - 1) / 2
     for y, x in pts + c:
