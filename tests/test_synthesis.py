@@ -72,6 +72,18 @@ def test_dynamic_scene_blurs_objects_more_than_background():
     assert np.median(ratios) > 2.0, ratios
 
 
+def test_dynamic_scene_target_is_the_middle_of_the_exposure():
+    """The sharp target is where the blurred picture's centre of mass is: a smooth blob carried by the camera's
+    drift is blurred around the target's blob (an even count of sub-frames has no middle frame)."""
+    size, margin = 64, 16
+    yy, xx = np.mgrid[: size + 2 * margin, : size + 2 * margin] - (size + 2 * margin - 1) / 2
+    blob = np.repeat(np.exp(-(yy**2 + xx**2) / (2 * 3.0**2))[..., None], 3, -1).astype(np.float32)
+    for seed in range(20):
+        blur, sharp = syn.dynamic_scene(blob, [], np.random.default_rng(seed), size, objects=0, camera_px=12.0)
+        centres = [np.array(ndimage.center_of_mass(im[..., 0].astype(np.float64) ** syn.GAMMA)) for im in (blur, sharp)]
+        np.testing.assert_allclose(centres[0], centres[1], atol=0.05)
+
+
 def test_mild_pairs_are_much_less_blurred_than_the_bank():
     src = syn.procedural_image(np.random.default_rng(0), 200)
 

@@ -188,7 +188,7 @@ def dynamic_scene(background: np.ndarray, others: Sequence[np.ndarray], rng: np.
     The camera drifts by up to ``camera_px`` over the exposure; each foreground object (a random shape
     cut from one of ``others``) moves ``object_px`` pixels, so objects blur more than the background.
     """
-    n_frames = int(rng.integers(7, 14))  # 7-13 sub-frames
+    n_frames = 7 + 2 * int(rng.integers(4))  # 7, 9, 11 or 13 sub-frames: an odd count has a middle frame at t = 0
     margin = int(np.ceil(camera_px)) + 2
     bg = random_crop(background, rng, size + 2 * margin)
     cam = rng.normal(size=2)
@@ -216,7 +216,7 @@ def dynamic_scene(background: np.ndarray, others: Sequence[np.ndarray], rng: np.
         masks.append(occupied)
     linear = np.mean([f**GAMMA for f in frames], axis=0)  # integrate in linear light
     blur = (linear ** (1 / GAMMA)).astype(np.float32)
-    sharp = frames[n_frames // 2].astype(np.float32)
+    sharp = frames[n_frames // 2].astype(np.float32)  # mid-exposure: where the blur's centre of mass is
     if return_motion:
         return blur, sharp, np.max(masks, axis=0)
     return blur, sharp
