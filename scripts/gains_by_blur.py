@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 from evaluate import restorer_for  # scripts/evaluate.py: the same model specs
-from make_eval import photographs  # scripts/make_eval.py
+from make_eval import sources  # scripts/make_eval.py: the evaluation sets' content
 
 from napari_gldeblur import degradations as dg
 from napari_gldeblur.datasets import downscaled_crop
 from napari_gldeblur.evaluation import as_saved, psnr
-from napari_gldeblur.synthesis import HELD_OUT, skimage_images
 
 BLURS = [("shake", v) for v in (3, 6, 10, 15, 25, 35, 45)] + [("defocus", v) for v in (1.5, 3, 5, 8)]
 SEED = 12_345  # kernels and crops; the training stream never draws from it
@@ -42,7 +41,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=16)
     args = p.parse_args()
     models = {name: restorer_for(spec) for name, _, spec in (m.partition("=") for m in args.model)}
-    pool = photographs(Path("data/photos/eval")) + skimage_images(HELD_OUT)
+    pool = sources("eval", Path("data/photos/eval"))
     print("| blur | blurry input | " + " | ".join(models) + " |\n|---|---|" + "---|" * len(models))
     for family, size in BLURS:
         data = pairs(pool, family, size, args.count)

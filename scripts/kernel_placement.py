@@ -13,13 +13,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from make_eval import photographs  # scripts/make_eval.py
+from make_eval import sources  # scripts/make_eval.py: the evaluation sets' content
 from scipy import ndimage
 
 from napari_gldeblur import degradations as dg
 from napari_gldeblur.datasets import downscaled_crop
 from napari_gldeblur.evaluation import psnr, wiener_deconvolve
-from napari_gldeblur.synthesis import HELD_OUT, skimage_images, to_uint8
+from napari_gldeblur.synthesis import to_uint8
 
 
 def box_shift(kernel: np.ndarray) -> tuple[float, float]:
@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--lengths", type=float, nargs="+", default=[6, 15, 25, 35, 45])
     args = p.parse_args()
-    pool = photographs(Path("data/photos/eval")) + skimage_images(HELD_OUT)
+    pool = sources("eval", Path("data/photos/eval"))
     print("| shake length | shift between the two centres (median) | centre-of-mass targets | bounding-box targets |\n"
           "|---|---|---|---|")
     for length in args.lengths:
