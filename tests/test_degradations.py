@@ -38,6 +38,15 @@ def test_kernels_are_centred_on_their_centre_of_mass(family):
         np.testing.assert_allclose(ndimage.center_of_mass(k.astype(np.float64)), (centre, centre), atol=1e-3)
 
 
+def test_splat_spreads_a_point_over_its_four_neighbours_and_drops_what_falls_off():
+    k = dg.splat(np.array([[0.25, -0.5], [9.0, 0.0]]), np.array([1.0, 1.0]), 5)  # the second is off the grid
+    assert k.sum() == pytest.approx(1.0)
+    assert k[2, 1] == pytest.approx(0.375) and k[2, 2] == pytest.approx(0.375)
+    assert k[3, 1] == pytest.approx(0.125) and k[3, 2] == pytest.approx(0.125)
+    yy, xx = np.indices(k.shape) - 2
+    assert ((k * yy).sum(), (k * xx).sum()) == pytest.approx((0.25, -0.5))  # centre of mass kept
+
+
 def test_shake_kernels_are_fresh_and_reproducible():
     a = dg.random_shake(np.random.default_rng(5))
     b = dg.random_shake(np.random.default_rng(5))

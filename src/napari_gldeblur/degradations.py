@@ -20,6 +20,24 @@ GAMMA = 2.2  # camera response (GoPro's, Nah et al. 2017)
 # --- kernel families -----------------------------------------------------------------------------------
 
 
+def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear splatting of weighted sub-pixel points (y, x) onto a (size, size) grid centred on (0, 0).
+
+    Each point spreads its weight over its four nearest pixels, which keeps the points' centre of mass; weight
+    that falls off the grid is dropped. Unnormalised.
+    """
+    p = points + (size - 1) / 2
+    i0 = np.floor(p).astype(int)
+    f = p - i0
+    k = np.zeros((size, size))
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        y, x = i0[:, 0] + dy, i0[:, 1] + dx
+        inside = (y >= 0) & (y < size) & (x >= 0) & (x < size)
+        share = weights * (f[:, 0] if dy else 1 - f[:, 0]) * (f[:, 1] if dx else 1 - f[:, 1])
+        np.add.at(k, (y[inside], x[inside]), share[inside])
+    return k
+
+
 def rasterise(points: np.ndarray, weights: np.ndarray | None = None, pad: int = 2) -> np.ndarray:
     """A normalised kernel from sub-pixel trajectory points (bilinear splatting); its size fits the points.
 
@@ -31,16 +49,7 @@ def rasterise(points: np.ndarray, weights: np.ndarray | None = None, pad: int = 
     w = np.ones(len(points)) if weights is None else np.asarray(weights, np.float64)
     points = points - (w[:, None] * points).sum(0) / w.sum()  # bilinear splats keep this centre of mass
     half = int(np.ceil(np.abs(points).max())) + pad
-    size = 2 * half + 1
-    p = points + half
-    i0 = np.floor(p).astype(int)
-    f = p - i0
-    k = np.zeros((size + 1, size + 1))
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        wy = f[:, 0] if dy else 1 - f[:, 0]
-        wx = f[:, 1] if dx else 1 - f[:, 1]
-        np.add.at(k, (i0[:, 0] + dy, i0[:, 1] + dx), w * wy * wx)
-    k = k[:size, :size]
+    k = splat(points, w, 2 * half + 1)
     return (k / k.sum()).astype(np.float32)
 
 

@@ -18,6 +18,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import ndimage, signal
 
+from .degradations import splat
+
 GAMMA = 2.2  # camera response used by GoPro to go to linear light
 # skimage.data images held out of every training set (`cat` is the same picture as `chelsea`).
 HELD_OUT = ("chelsea", "coffee", "rocket")
@@ -46,14 +48,7 @@ def motion_kernel(rng: np.random.Generator, max_length: float = 25.0, size: int 
     seg = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
     pts = pts * (length / max(seg[-1], 1e-6))
     pts -= pts.mean(0)  # centre of mass on the centre pixel (constant speed): no shift against the target
-    k = np.zeros((size, size), np.float64)
-    c = (size - 1) / 2
-    for y, x in pts + c:
-        y0, x0 = int(np.floor(y)), int(np.floor(x))
-        fy, fx = y - y0, x - x0
-        for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-            if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
-                k[y0 + dy, x0 + dx] += wgt
+    k = splat(pts, np.ones(n), size)  # on the fixed canvas: the bank's kernels are all `size` px
     return (k / k.sum()).astype(np.float32)
 
 
