@@ -23,8 +23,8 @@ GAMMA = 2.2  # camera response (GoPro's, Nah et al. 2017)
 def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Bilinear splatting of weighted sub-pixel points (y, x) onto a (size, size) grid centred on (0, 0).
 
-    Each point spreads its weight over its four nearest pixels, which keeps the points' centre of mass; weight
-    that falls off the grid is dropped. Unnormalised.
+    Each point spreads its weight over its four nearest pixels, which keeps the points' centre of mass as long as
+    none falls off the grid; weight that does is dropped. Unnormalised.
     """
     p = points + (size - 1) / 2
     i0 = np.floor(p).astype(int)
