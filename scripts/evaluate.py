@@ -30,7 +30,7 @@ def evaluation_sets(data_root: str = "data", gopro: str = str(SHARED)) -> dict[s
 
 def tuning_sets(data_root: str = "data") -> dict[str, list[str]]:
     """The tuning sets (scripts/make_eval.py): neither training nor evaluation data, for choosing settings."""
-    return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in ("uniform", "dynamic")}
+    return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in ("uniform", "dynamic", "smooth")}
 
 
 def restorer_for(model_spec: str):

@@ -1,12 +1,14 @@
 """Make the evaluation and tuning sets (never training data): data/eval/{uniform,dynamic} and
-data/tuning/{uniform,dynamic}, each NAME/{blur,sharp}/*.png at 256 x 256.
+data/tuning/{uniform,dynamic,smooth}, each NAME/{blur,sharp}/*.png at 256 x 256.
 
 Evaluation content: the held-out Debian photographs (data/photos/eval, scripts/fetch_photos.py) and the held-out
 scikit-image pictures (synthesis.HELD_OUT). Tuning content (for choosing settings such as auto strength, never
 for training the network): scikit-image's stereo_motorcycle views, used nowhere else, and the training
-photographs (data/photos/train), whose smooth skies and walls are the pictures a gate must leave alone. Kernels
-come fresh from the families (degradations.BLUR_MIX: blur only; sharp and nearly sharp input are measured
-separately) under seeds the training never uses.
+photographs (data/photos/train), whose smooth skies and walls are the pictures a gate must leave alone; the
+tuning set ``smooth`` holds the smoothest part of each (``smoothest_window``): sky, walls, out-of-focus
+backgrounds, whose tiny fine detail makes any change of the network large against it. Kernels come fresh from the
+families (degradations.BLUR_MIX: blur only; sharp and nearly sharp input are measured separately) under seeds
+the training never uses.
 Usage (from the repo root): python scripts/make_eval.py [--out data] [--count 60] [--only eval|tuning]
 """
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+from scipy import ndimage
 
+from napari_gldeblur import degradations as dg
 from napari_gldeblur.datasets import DegradationStream, read_image
-from napari_gldeblur.degradations import BLUR_MIX
 from napari_gldeblur.imageio import list_images
 from napari_gldeblur.synthesis import HELD_OUT, as_rgb_float, skimage_images, write_pairs
 
@@ -39,6 +42,17 @@ def sources(which: str, photos: Path) -> list[np.ndarray]:
     return photographs(photos) + skimage_images(HELD_OUT)
 
 
+def smoothest_window(picture: np.ndarray, side: int = 384) -> np.ndarray:
+    """The ``side`` x ``side`` window of ``picture`` with the least fine detail (sky, a wall, an out-of-focus
+    background), the measure auto strength divides by (``strength.fine_detail``, without 8-bit rounding)."""
+    grey = picture.mean(-1)
+    detail = ndimage.uniform_filter(np.abs(grey - ndimage.gaussian_filter(grey, 1.0)), side, mode="constant")
+    half = side // 2
+    inner = detail[half : grey.shape[0] - side + half + 1, half : grey.shape[1] - side + half + 1]
+    y, x = np.unravel_index(np.argmin(inner), inner.shape)
+    return picture[y : y + side, x : x + side]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data")
@@ -52,9 +66,15 @@ def main() -> None:
             continue
         pool = sources(which, Path(args.photos))
         for i, kind in enumerate(("uniform", "dynamic")):
-            stream = DegradationStream(pool, args.size, kind, seed, dead_leaves=0.0, mix=BLUR_MIX)
+            stream = DegradationStream(pool, args.size, kind, seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
             target = Path(args.out) / which / kind
             n = write_pairs(target, iter(stream.fixed_pairs(args.count, args.size, seed + i)))
+            print(f"{target}: {n} pairs")
+        if which == "tuning":
+            smooth = [smoothest_window(p) for p in pool]
+            stream = DegradationStream(smooth, args.size, "uniform", seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
+            target = Path(args.out) / which / "smooth"
+            n = write_pairs(target, iter(stream.fixed_pairs(args.count // 2, args.size, seed + 2)))
             print(f"{target}: {n} pairs")
 
 
