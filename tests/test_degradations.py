@@ -101,6 +101,22 @@ def test_identity_pairs_are_often_exact():
     assert 10 <= exact <= 30  # half of identity pairs are clean, the others carry only noise / JPEG
 
 
+def test_a_light_saturated_in_the_input_is_white_in_the_target():
+    """Lifted highlights clip in the blurry input and in the clean target alike: the network is never taught to
+    turn a white light grey."""
+    light = np.full((40, 40, 3), 0.3, np.float32)
+    light[12:28, 12:28] = 0.96  # near white: lifted above the clipping point half of the time
+    saturated = 0
+    for seed in range(40):
+        blurry, target = dg.degrade_pair(light, dg.identity_kernel(), np.random.default_rng(seed), 2)
+        if np.median(blurry[12:24, 12:24]) >= 0.99:
+            saturated += 1
+            assert target[12:24, 12:24].min() == 1.0
+        else:
+            assert np.array_equal(target, light[2:-2, 2:-2])
+    assert saturated >= 5
+
+
 def test_kept_grain_identity_pairs_are_always_exact():
     rng = np.random.default_rng(0)
     sharp = np.random.default_rng(1).random((20, 20, 3)).astype(np.float32)

@@ -231,18 +231,21 @@ def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: in
 
     With ``keep_grain`` the target is recorded by the same camera, with the same noise and JPEG: the network
     learns to undo the blur and keep the grain (sharp input comes back as it was) rather than denoise. Otherwise
-    the target is the clean crop; identity pairs are then exact half of the time (input = target).
+    the target is the clean crop, clipped at white where its highlights were lifted (the sharp scene as a camera
+    records it: a white light stays white, it does not come back grey); identity pairs are then exact half of
+    the time (input = target).
     """
     crop = (slice(pad, sharp_padded.shape[0] - pad), slice(pad, sharp_padded.shape[1] - pad))
     sharp = np.ascontiguousarray(sharp_padded[crop], dtype=np.float32)
     if not keep_grain and kernel.size == 1 and rng.random() < 0.5:
         return sharp.copy(), sharp
-    linear = lift_highlights(to_linear(sharp_padded), rng) if rng.random() < 0.5 else to_linear(sharp_padded)
+    lifted = rng.random() < 0.5
+    linear = lift_highlights(to_linear(sharp_padded), rng) if lifted else to_linear(sharp_padded)
     blurred = blur(linear, kernel)[crop]
     if keep_grain:
         record = same_camera(rng)
         return record(blurred), record(linear[crop])
-    return camera(blurred, rng), sharp
+    return camera(blurred, rng), camera(linear[crop], rng, clean=True) if lifted else sharp
 
 
 # --- a user's blur, from their own pairs ------------------------------------------------------------------
