@@ -1,7 +1,7 @@
 """Can a rule applied to the network's change (output - input) stop it harming nearly sharp pictures while
 keeping its gain on blurry ones? Tuned on the tuning sets (scripts/make_eval.py: scikit-image's stereo_motorcycle
-and the training photographs under fresh blur; the network is never trained on these pairs), never on the
-evaluation sets.
+and the training photographs under fresh blur, and the smoothest window of each; the network is never trained on
+these pairs), never on the evaluation sets.
 
 The network runs once per input (the blurry one, a nearly sharp copy of the target: 0.5 px Gaussian, a nearly
 sharp copy of the target as a camera records it, with noise and JPEG like real sharp frames, and the 8-bit target
