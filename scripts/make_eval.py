@@ -65,16 +65,13 @@ def main() -> None:
         if args.only not in (None, which):
             continue
         pool = sources(which, Path(args.photos))
-        for i, kind in enumerate(("uniform", "dynamic")):
-            stream = DegradationStream(pool, args.size, kind, seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
-            target = Path(args.out) / which / kind
-            n = write_pairs(target, iter(stream.fixed_pairs(args.count, args.size, seed + i)))
-            print(f"{target}: {n} pairs")
+        sets = [("uniform", pool, "uniform", args.count), ("dynamic", pool, "dynamic", args.count)]
         if which == "tuning":
-            smooth = [smoothest_window(p) for p in pool]
-            stream = DegradationStream(smooth, args.size, "uniform", seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
-            target = Path(args.out) / which / "smooth"
-            n = write_pairs(target, iter(stream.fixed_pairs(args.count // 2, args.size, seed + 2)))
+            sets.append(("smooth", [smoothest_window(p) for p in pool], "uniform", args.count // 2))
+        for i, (name, content, kind, count) in enumerate(sets):
+            stream = DegradationStream(content, args.size, kind, seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
+            target = Path(args.out) / which / name
+            n = write_pairs(target, iter(stream.fixed_pairs(count, args.size, seed + i)))
             print(f"{target}: {n} pairs")
 
 

@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 from evaluate import evaluation_sets, restorer_for, tuning_sets  # scripts/evaluate.py: the same sets and model specs
+from scipy.ndimage import binary_erosion
 
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.evaluation import nearly_sharp, psnr, psnr_gains
@@ -21,8 +22,6 @@ from napari_gldeblur.synthesis import to_uint8
 def white_change(out: np.ndarray, sharp: np.ndarray, least: int = 100) -> float | None:
     """Mean change (8-bit grey levels) inside the white areas of ``sharp`` (every channel clipped, 2 px in from
     their edges), or None when they cover fewer than ``least`` pixels."""
-    from scipy.ndimage import binary_erosion
-
     u8 = to_uint8(sharp).astype(np.int16)
     white = binary_erosion((u8 >= 254).all(-1), iterations=2)
     return float((to_uint8(out).astype(np.int16) - u8)[white].mean()) if white.sum() >= least else None

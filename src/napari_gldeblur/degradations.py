@@ -245,7 +245,7 @@ def degrade_pair(sharp_padded: np.ndarray, kernel: np.ndarray, rng: Rng, pad: in
     if keep_grain:
         record = same_camera(rng)
         return record(blurred), record(linear[crop])
-    return camera(blurred, rng), camera(linear[crop], rng, clean=True) if lifted else sharp
+    return camera(blurred, rng), to_srgb(linear[crop]) if lifted else sharp
 
 
 # --- a user's blur, from their own pairs ------------------------------------------------------------------
