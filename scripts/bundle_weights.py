@@ -8,8 +8,9 @@ import argparse
 
 from napari_gldeblur import models
 
-KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model", "auto_strength")
-# "model" is the EMA; "auto_strength" the gate scripts/tune_auto_strength.py --write tuned for it
+KEEP = ("config", "train_config", "phases", "phase", "phase_index", "step", "metrics", "model", "auto_strength",
+        "auto_strength_measure")
+# "model" is the EMA; "auto_strength" (and its measure) the gate scripts/tune_auto_strength.py --write tuned for it
 
 
 def main() -> None:

@@ -12,12 +12,13 @@ output. Rules:
 - gate on a per-image measure of the change: strength 0 below ``low``, 0.5 between, 1 from ``high``, with
   (low, high) the grid pair that keeps most gain on blurry input while nearly sharp input loses at most
   ``--budget`` dB on average, at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB and at
-  least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" is the plugin's measure
-  (``inference.change_ratio``); "input blur effect" measures the input alone (Crété-Roffet et al. 2007,
-  scikit-image's ``blur_effect``: 0 sharp, 1 blurred).
+  least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" and "smoothed change /
+  detail" are the plugin's measures (``strength.MEASURES``); "input blur effect" measures the input alone
+  (Crété-Roffet et al. 2007, scikit-image's ``blur_effect``: 0 sharp, 1 blurred).
 
-With ``--write``, the tuned "change / detail" gate goes into the checkpoint ``--model`` names (its
-``auto_strength``), so the Deblurrer uses it for that model; ``scripts/bundle_weights.py`` keeps it.
+With ``--write``, the gate on whichever plugin measure gains most on the tuning sets goes into the checkpoint
+``--model`` names (its ``auto_strength`` and ``auto_strength_measure``), so the Deblurrer uses it for that model;
+``scripts/bundle_weights.py`` keeps it.
 
 With ``--evaluate``, the thresholds tuned here are then applied, unchanged, to the four evaluation sets: a
 held-out check of the rules, never used to choose them.
@@ -41,12 +42,13 @@ from napari_gldeblur import models
 from napari_gldeblur.datasets import load_pairs
 from napari_gldeblur.degradations import camera, to_linear
 from napari_gldeblur.evaluation import nearly_sharp
-from napari_gldeblur.inference import Deblurrer, change_ratio
+from napari_gldeblur.inference import Deblurrer
+from napari_gldeblur.strength import MEASURES
 from napari_gldeblur.synthesis import to_uint8
 
 Rule = Callable[[np.ndarray], np.ndarray]  # change -> change kept
 TUNING_GRAIN_SEED = 70_001  # the camera draws for the grainy nearly sharp copies
-RATIO = "change / detail"  # the plugin's measure (strength.change_ratio), the gate --write stores
+RATIO = "change / detail"  # the plugin's first measure (strength.change_ratio)
 
 
 def gain_db(x: np.ndarray, kept: np.ndarray, ref: np.ndarray) -> float:
@@ -65,19 +67,8 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "mean change": float(mag.mean()),
             "p99 change / p99 gradient": float(np.percentile(mag, 99) / max(np.percentile(np.hypot(gx, gy), 99), 1e-3)),
             "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99)),
-            "smoothed change / detail": smoothed_ratio(x, change),
             "input blur effect": float(blur_effect(x.mean(-1))),
-            RATIO: change_ratio(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change)))}
-
-
-def smoothed_ratio(x: np.ndarray, change: np.ndarray) -> float:
-    """Like ``change_ratio`` (the 8-bit change over the input's fine detail), but on the grey change smoothed by a
-    1 px Gaussian first: removed grain, which denoising leaves in the change, averages out; a restored edge,
-    coherent over several pixels, stays. Grey, not per channel, and scipy's border mode: not ``change_ratio`` x k."""
-    before = np.round(np.clip(x, 0, 1) * 255).mean(-1)
-    moved = np.round(np.clip(x + change, 0, 1) * 255).mean(-1) - before
-    detail = np.abs(before - gaussian_filter(before, 1.0)).mean()
-    return float(np.abs(gaussian_filter(moved, 1.0)).mean() / max(detail, 1e-3))
+            **{name: fn(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change))) for name, fn in MEASURES.items()}}
 
 
 def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.ndarray]:
@@ -147,7 +138,7 @@ def main() -> None:
                                                      kinds)
     per_image = [measures(x, c) for x, c, _ in rows]
     report_inputs(np.array([m[RATIO] for m in per_image]), kinds)
-    gates = {}  # measure -> (low, high) tuned thresholds
+    gates, tuned_gain = {}, {}  # measure -> (low, high) tuned thresholds, and their mean gain on blurry input
     for name in per_image[0]:
         values = np.array([m[name] for m in per_image])
         best = None
@@ -163,15 +154,17 @@ def main() -> None:
             results[f"gate on {name}: no thresholds meet the constraints"] = None
             continue
         results[f"gate on {name} (0 below {best[1]:.4g}, 0.5 between, 1 from {best[2]:.4g})"] = best[0]
-        gates[name] = (best[1], best[2])
+        gates[name], tuned_gain[name] = (best[1], best[2]), best[0]["blurry_mean_db"]
     report(results)
     if args.write:
-        if RATIO not in gates:
-            raise SystemExit(f"no {RATIO} gate meets the constraints: nothing written")
+        usable = [name for name in MEASURES if name in gates]  # the measures the plugin computes
+        if not usable:
+            raise SystemExit("no gate on a plugin measure meets the constraints: nothing written")
+        best = max(usable, key=lambda name: tuned_gain[name])  # the most gain on the tuning sets
         ckpt = models.read_checkpoint(args.model)
-        ckpt["auto_strength"] = list(gates[RATIO])
+        ckpt["auto_strength"], ckpt["auto_strength_measure"] = list(gates[best]), best
         models.write_checkpoint(args.model, ckpt)
-        print(f"wrote auto-strength gate {gates[RATIO]} into {args.model}")
+        print(f"wrote auto-strength gate {gates[best]} on {best} into {args.model}")
     held_out = {}
     for set_name, roots in (evaluation_sets().items() if args.evaluate else ()):
         print(f"## {set_name}: the rules above with their tuned thresholds, unchanged")

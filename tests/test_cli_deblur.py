@@ -136,7 +136,7 @@ def test_sample_says_what_strength_1_gives_when_auto_holds_back(tmp_path, tiny_c
                                                                  chosen):
     from napari_gldeblur import inference
 
-    monkeypatch.setattr(inference, "auto_strength", lambda before, after, levels: chosen)
+    monkeypatch.setattr(inference, "auto_strength", lambda before, after, levels, measure: chosen)
     code, stdout, err = run(capsys, "--sample", "-o", tmp_path / "s", "--model", tiny_checkpoint)
     assert code == 0, err
     assert ("with --strength 1:" in stdout) == (chosen < 1), stdout

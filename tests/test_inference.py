@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.filters import gaussian
 
-from napari_gldeblur import Deblurrer, DeblurResult, devices, inference, models, tiling
+from napari_gldeblur import Deblurrer, DeblurResult, devices, inference, models, strength, tiling
 from napari_gldeblur.evaluation import psnr
 from napari_gldeblur.inference import (
     Cancelled,
@@ -259,6 +259,16 @@ def test_change_ratio_is_the_mean_8bit_change_over_the_detail():
     assert inference.change_ratio(x, x - 3 / 255) == pytest.approx(3 / inference.fine_detail(x))
 
 
+def test_the_smoothed_ratio_discounts_removed_grain_but_not_a_restored_edge():
+    x = frame_8bit(0.2 + 0.6 * smooth_image(32, 32))
+    grain = torch.from_numpy(RNG.choice([-4.0, 4.0], (32, 32))).float()[None] / 255  # pixel-level, as denoising removes
+    edge = torch.full((1, 32, 32), -4 / 255)
+    edge[:, :, 16:] = 4 / 255  # coherent over many pixels, as sharpening an edge moves it
+    assert inference.change_ratio(x, x + grain) == pytest.approx(inference.change_ratio(x, x + edge))
+    assert strength.smoothed_change_ratio(x, x + grain) < strength.smoothed_change_ratio(x, x + edge) / 3
+    assert strength.smoothed_change_ratio(x, x) == 0.0
+
+
 def test_auto_strength_from_the_change_against_the_detail():
     x = frame_8bit(0.2 + 0.6 * smooth_image(32, 32))
     after = x + 2 / 255
@@ -272,6 +282,9 @@ def test_auto_strength_from_the_change_against_the_detail():
     busy = frame_8bit(RNG.uniform(0.2, 0.8, (32, 32, 3)))
     assert inference.auto_strength(smooth, smooth + 4 / 255) == 1.0
     assert inference.auto_strength(busy, busy + 4 / 255) == 0.0
+    s = strength.smoothed_change_ratio(x, after)  # a gate on the other measure compares that one
+    assert inference.auto_strength(x, after, levels=(s - 0.2, s - 0.1), measure="smoothed change / detail") == 1.0
+    assert inference.auto_strength(x, after, levels=(s + 0.1, s + 0.2), measure="smoothed change / detail") == 0.0
 
 
 def test_auto_strength_is_chosen_per_frame(tiny):
@@ -299,6 +312,26 @@ def test_auto_strength_uses_the_gate_tuned_for_the_model(tmp_path, make_checkpoi
         assert tuned(image, strength="auto", features=False).strengths == (expected,)
         assert tuned(image, features=False).strengths == (expected,)  # auto is the default
     assert Deblurrer(path, device="cpu").auto_levels == inference.AUTO_STRENGTH_LEVELS  # no gate: the bundled one
+
+
+def test_a_gate_on_the_smoothed_measure_is_used_for_its_model(tmp_path, make_checkpoint):
+    image = smooth_image(20, 24)
+    path = make_checkpoint(tmp_path / "t.pt")
+    out = Deblurrer(path, device="cpu", precision="fp32")(image, features=False, strength=1).image
+    ratio, smoothed = (f(frame_8bit(image), frame_8bit(out)) for f in (inference.change_ratio,
+                                                                       strength.smoothed_change_ratio))
+    gate = (min(ratio, smoothed), max(ratio, smoothed))  # strength 0.5 on one measure, 0 or 1 on the other
+    assert gate[0] < gate[1]
+    ckpt = models.read_checkpoint(path) | {"auto_strength": list(gate)}
+    on_ratio = Deblurrer(models.write_checkpoint(tmp_path / "r.pt", ckpt), device="cpu", precision="fp32")
+    ckpt["auto_strength_measure"] = "smoothed change / detail"
+    on_smoothed = Deblurrer(models.write_checkpoint(tmp_path / "s.pt", ckpt), device="cpu", precision="fp32")
+    assert on_ratio.auto_measure == "change / detail" and on_smoothed.auto_measure == "smoothed change / detail"
+    expected = {m: 0.0 if v <= gate[0] else 0.5 if v < gate[1] else 1.0
+                for m, v in (("change / detail", ratio), ("smoothed change / detail", smoothed))}
+    assert on_ratio(image, features=False).strengths == (expected["change / detail"],)
+    assert on_smoothed(image, features=False).strengths == (expected["smoothed change / detail"],)
+    assert expected["change / detail"] != expected["smoothed change / detail"]
 
 
 @pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan"), "strong"])

@@ -242,10 +242,12 @@ def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):
 
 def test_a_fine_tune_keeps_the_starting_models_auto_strength_gate(tmp_path, tiny_ckpt, pairs):
     start = tmp_path / "gated.pt"
-    models.write_checkpoint(start, models.read_checkpoint(tiny_ckpt) | {"auto_strength": [0.25, 0.5]})
+    models.write_checkpoint(start, models.read_checkpoint(tiny_ckpt) | {"auto_strength": [0.25, 0.5],
+                                                                         "auto_strength_measure": "smoothed change / detail"})
     list(train(cfg(tmp_path, start, phase="joint", deepen=[1, 1, 2]), pairs=pairs))
     assert models.read_checkpoint(tmp_path / "out.pt")["auto_strength"] == [0.25, 0.5]
     assert models.load_model(tmp_path / "out.pt").auto_strength == (0.25, 0.5)
+    assert models.load_model(tmp_path / "out.pt").auto_strength_measure == "smoothed change / detail"
     list(train(cfg(tmp_path, tiny_ckpt, phase="joint", out=str(tmp_path / "plain.pt")), pairs=pairs))
     assert "auto_strength" not in models.read_checkpoint(tmp_path / "plain.pt")
 

@@ -55,7 +55,7 @@ import torch
 from .devices import PRECISIONS, cpu_bf16_pays_off, cpu_bf16_supported, pick_device, pick_precision, use_all_cores  # noqa: F401 (public API)
 from .models import load_model, model_identity
 from .network import MULTIPLE, DBAFNet, pad_to_multiple
-from .strength import AUTO_STRENGTH_LEVELS, auto_strength, change_ratio, check_strength, fine_detail, strength_note  # noqa: F401
+from .strength import AUTO_STRENGTH_LEVELS, DEFAULT_MEASURE, auto_strength, change_ratio, check_strength, fine_detail, strength_note  # noqa: F401
 from .tiling import MIN_TILE, _Canvas, bytes_per_pixel, choose_tile, is_out_of_memory, memory_budget, speed_tile_area, tile_starts, tile_weights  # noqa: F401
 
 ModelSpec = Union[str, os.PathLike, DBAFNet]
@@ -281,6 +281,7 @@ class Deblurrer:
         self.all_channels = bool(all_channels)
         self.dtype = pick_precision(self.net, self.device, precision)
         self.auto_levels = getattr(net, "auto_strength", AUTO_STRENGTH_LEVELS)  # the gate tuned for this model
+        self.auto_measure = getattr(net, "auto_strength_measure", DEFAULT_MEASURE)  # and what it measures
 
     @property
     def precision(self) -> str:
@@ -369,7 +370,7 @@ class Deblurrer:
             if not torch.isfinite(maps["image"]).all():
                 raise ValueError("the network returned NaN or infinite values: the model is broken "
                                  "(a diverged training run?); use another checkpoint")
-            s = auto_strength(rgb_unit, maps["image"], self.auto_levels) if strength == "auto" else strength
+            s = auto_strength(rgb_unit, maps["image"], self.auto_levels, self.auto_measure) if strength == "auto" else strength
             if s != 1.0:
                 maps["image"] = torch.lerp(rgb_unit.float(), maps["image"], s)
             used.append(s)

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict saved with ``torch.save`` and always loaded with ``weights_only=True``
 (no arbitrary pickles): ``{"config": {...}, "phase", "step", "model": state_dict, "optimizer":
 state_dict | None, "metrics": {...}}``, optionally ``"auto_strength": [low, high]``, the auto-strength gate
-tuned for these weights (``strength.auto_strength``; absent: the bundled model's). The bundled
+tuned for these weights (``strength.auto_strength``; absent: the bundled model's), and ``"auto_strength_measure"``,
+the measure it is on (absent: change / detail). The bundled
 ``weights/lite.pt`` is such a dict without optimizer state; its SHA-256 sits beside it in ``lite.sha256``
 and is verified before loading.
 """
@@ -104,7 +105,20 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> D
             raise CheckpointError(f"{source} holds non-finite weights ({name}): it comes from a diverged run")
     if ckpt.get("auto_strength") is not None:
         net.auto_strength = auto_strength_gate(ckpt["auto_strength"], source)
+        net.auto_strength_measure = gate_measure(ckpt.get("auto_strength_measure"), source)
     return net
+
+
+def gate_measure(value: Any, source: str = "checkpoint") -> str:
+    """The measure a checkpoint's gate is on (``strength.MEASURES``; absent: the plugin's first, change / detail)."""
+    from .strength import DEFAULT_MEASURE, MEASURES
+
+    if value is None:
+        return DEFAULT_MEASURE
+    if value not in MEASURES:
+        raise CheckpointError(f"{source} has an auto-strength gate on {value!r}: known measures are "
+                              f"{', '.join(MEASURES)}")
+    return value
 
 
 def auto_strength_gate(value: Any, source: str = "checkpoint") -> tuple[float, float]:

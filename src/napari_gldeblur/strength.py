@@ -1,12 +1,13 @@
 """How much of the network's change to keep: a fixed strength in [0, 1], or ``auto`` per frame.
 
-Auto strength compares the network's change with the fine detail the frame already has; its thresholds are
-tuned per model by ``scripts/tune_auto_strength.py`` on the tuning sets, never on the evaluation sets, and
-stored in that model's checkpoint (``auto_strength``); ``AUTO_STRENGTH_LEVELS`` serves checkpoints without one.
+Auto strength compares the network's change with the fine detail the frame already has (one of ``MEASURES``);
+the measure and its thresholds are tuned per model by ``scripts/tune_auto_strength.py`` on the tuning sets, never
+on the evaluation sets, and stored in that model's checkpoint (``auto_strength``, ``auto_strength_measure``);
+``AUTO_STRENGTH_LEVELS`` on ``change_ratio`` serves checkpoints without one.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 import torch
@@ -47,11 +48,29 @@ def change_ratio(before: torch.Tensor, after: torch.Tensor) -> float:
     return change / max(_detail_of_levels(levels), 1e-3) if change else 0.0
 
 
+def smoothed_change_ratio(before: torch.Tensor, after: torch.Tensor) -> float:
+    """``change_ratio`` on the grey change smoothed by a 1 px Gaussian: removed grain, which denoising leaves in
+    the change, averages out, while a restored edge, coherent over several pixels, stays (scipy's reflecting
+    borders, for the change and the detail)."""
+    from scipy.ndimage import gaussian_filter
+
+    levels = _grey_levels(before).mean(0).numpy().astype(np.float64)
+    moved = _grey_levels(after).mean(0).numpy().astype(np.float64) - levels
+    detail = float(np.abs(levels - gaussian_filter(levels, 1.0)).mean())
+    return float(np.abs(gaussian_filter(moved, 1.0)).mean()) / max(detail, 1e-3)
+
+
+# The per-frame measures a gate can use, by the name checkpoints store (``auto_strength_measure``).
+MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
+    "change / detail": change_ratio, "smoothed change / detail": smoothed_change_ratio}
+DEFAULT_MEASURE = "change / detail"
+
+
 def auto_strength(before: torch.Tensor, after: torch.Tensor,
-                  levels: tuple[float, float] = AUTO_STRENGTH_LEVELS) -> float:
-    """Strength for one frame (0, 0.5 or 1) from ``change_ratio``: frames that already have more fine detail
-    than the network adds (sharp, nearly sharp, soft) are left alone; blurred ones get the whole change."""
-    ratio = change_ratio(before, after)
+                  levels: tuple[float, float] = AUTO_STRENGTH_LEVELS, measure: str = DEFAULT_MEASURE) -> float:
+    """Strength for one frame (0, 0.5 or 1) from ``measure`` (``MEASURES``): frames that already have more fine
+    detail than the network adds (sharp, nearly sharp, soft) are left alone; blurred ones get the whole change."""
+    ratio = MEASURES[measure](before, after)
     return 0.0 if ratio <= levels[0] else 0.5 if ratio < levels[1] else 1.0
 
 

@@ -323,10 +323,10 @@ def initial_model(config: TrainConfig) -> tuple[DBAFNet, dict]:
     if config.variant and config.variant != net.config.variant:
         raise ValueError(f"{name} is a {net.config.variant}-Net; cannot fine-tune it as {config.variant}")
     if config.deepen:
-        gate = getattr(net, "auto_strength", None)
+        gate = {k: getattr(net, k) for k in ("auto_strength", "auto_strength_measure") if hasattr(net, k)}
         net = deepen(net, tuple(config.deepen))  # computes what the starting model computes, until trained
-        if gate is not None:
-            net.auto_strength = gate
+        for k, v in gate.items():
+            setattr(net, k, v)
     return net, ckpt
 
 
@@ -342,6 +342,7 @@ def checkpoint(net: DBAFNet, config: TrainConfig, phases: list[str], phase_index
         ckpt |= {"train_weights": weights, "ema": {"updates": ema.updates, "decay": ema.decay}}
     if getattr(net, "auto_strength", None) is not None:  # the starting model's gate, until retuned for the new weights
         ckpt["auto_strength"] = list(net.auto_strength)
+        ckpt["auto_strength_measure"] = getattr(net, "auto_strength_measure", None)
     return ckpt
 
 
