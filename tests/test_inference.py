@@ -320,7 +320,7 @@ def test_a_gate_on_the_smoothed_measure_is_used_for_its_model(tmp_path, make_che
     out = Deblurrer(path, device="cpu", precision="fp32")(image, features=False, strength=1).image
     ratio, smoothed = (f(frame_8bit(image), frame_8bit(out)) for f in (inference.change_ratio,
                                                                        strength.smoothed_change_ratio))
-    gate = (min(ratio, smoothed), max(ratio, smoothed))  # strength 0.5 on one measure, 0 or 1 on the other
+    gate = (min(ratio, smoothed), max(ratio, smoothed))  # one measure at each end: strength 0 on one, 1 on the other
     assert gate[0] < gate[1]
     ckpt = models.read_checkpoint(path) | {"auto_strength": list(gate)}
     on_ratio = Deblurrer(models.write_checkpoint(tmp_path / "r.pt", ckpt), device="cpu", precision="fp32")
