@@ -14,7 +14,8 @@ output. Rules:
   ``--budget`` dB on average, at least ``--min-within`` of nearly sharp pictures stay within 0.5 dB and at
   least ``--min-unchanged`` of sharp pictures come back unchanged. "change / detail" and "smoothed change /
   detail" are the plugin's measures (``strength.MEASURES``); "input blur effect" measures the input alone
-  (Crété-Roffet et al. 2007, scikit-image's ``blur_effect``: 0 sharp, 1 blurred).
+  (Crété-Roffet et al. 2007, scikit-image's ``blur_effect``: 0 sharp, 1 blurred); "attention mask mean" and
+  "attention mask p90" are the network's own view of where the blur is (M, eq. 1, over the frame).
 
 With ``--write``, the gate on whichever plugin measure gains most on the tuning sets goes into the checkpoint
 ``--model`` names (its ``auto_strength`` and ``auto_strength_measure``), so the Deblurrer uses it for that model;
@@ -58,8 +59,9 @@ def gain_db(x: np.ndarray, kept: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10(max(np.mean((x - ref) ** 2), 1e-12) / max(np.mean((out - ref) ** 2), 1e-12)))
 
 
-def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
-    """Per-image measures of how much the network changed the picture (grey levels, or a ratio)."""
+def measures(x: np.ndarray, change: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Per-image measures of how much the network changed the picture (grey levels, or a ratio), and of its
+    attention mask ``mask``."""
     mag = np.abs(change).mean(-1) * 255
     gy, gx = np.gradient(x.mean(-1) * 255)
     return {"p99 change": float(np.percentile(mag, 99)),
@@ -68,14 +70,16 @@ def measures(x: np.ndarray, change: np.ndarray) -> dict[str, float]:
             "p99 change / p99 gradient": float(np.percentile(mag, 99) / max(np.percentile(np.hypot(gx, gy), 99), 1e-3)),
             "p99 smoothed change": float(np.percentile(gaussian_filter(mag, 2), 99)),
             "input blur effect": float(blur_effect(x.mean(-1))),
+            "attention mask mean": float(mask.mean()), "attention mask p90": float(np.percentile(mask, 90)),
             **{name: fn(*(torch.from_numpy(a).permute(2, 0, 1) for a in (x, x + change))) for name, fn in MEASURES.items()}}
 
 
-def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.ndarray]:
+def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.ndarray, list]:
     """(8-bit input, network change, target) for each blurry input, a nearly sharp copy of its target and the
     8-bit target itself (its own reference), with the kind of each input ("blurry", "nearly sharp", "sharp");
-    ``grainy`` adds the nearly sharp copy of the target as a camera records it (tuning only)."""
-    rows, kinds = [], []
+    ``grainy`` adds the nearly sharp copy of the target as a camera records it (tuning only); and the
+    network's attention mask for each."""
+    rows, kinds, masks = [], [], []
     for i, (blur, sharp) in enumerate(pairs):
         inputs = [("blurry", blur, sharp), ("nearly sharp", nearly_sharp(sharp), sharp), ("sharp", sharp, None)]
         if grainy:
@@ -84,9 +88,11 @@ def network_changes(d: Deblurrer, pairs, grainy: bool = True) -> tuple[list, np.
         for kind, x, ref in inputs:
             u8 = to_uint8(x)
             x = u8.astype(np.float32) / 255
-            rows.append((x, d(u8, features=False, strength=1.0).image.astype(np.float32) / 255 - x, x if ref is None else ref))
+            r = d(u8, features=True, strength=1.0)
+            rows.append((x, r.image.astype(np.float32) / 255 - x, x if ref is None else ref))
             kinds.append(kind)
-    return rows, np.array(kinds)
+            masks.append(r.attention)
+    return rows, np.array(kinds), masks
 
 
 def recorded(sharp: np.ndarray, seed: int) -> np.ndarray:
@@ -125,7 +131,7 @@ def main() -> None:
         p.error("--write needs a checkpoint file as --model (bundle it afterwards with scripts/bundle_weights.py)")
     pairs = load_pairs(args.data or [r for roots in tuning_sets().values() for r in roots])
     d = Deblurrer(args.model)
-    rows, kinds = network_changes(d, pairs)
+    rows, kinds, masks = network_changes(d, pairs)
     print(f"{len(pairs)} tuning pairs, {d!r}")
 
     def apply(rule: Rule, rows=rows) -> np.ndarray:
@@ -136,7 +142,7 @@ def main() -> None:
     for t in (1, 2, 4):
         results[f"shrink {t} grey levels"] = summary(apply(lambda c: np.sign(c) * np.maximum(np.abs(c) - t / 255, 0)),
                                                      kinds)
-    per_image = [measures(x, c) for x, c, _ in rows]
+    per_image = [measures(x, c, m) for (x, c, _), m in zip(rows, masks)]
     report_inputs(np.array([m[RATIO] for m in per_image]), kinds)
     gates, tuned_gain = {}, {}  # measure -> (low, high) tuned thresholds, and their mean gain on blurry input
     for name in per_image[0]:
@@ -168,10 +174,10 @@ def main() -> None:
     held_out = {}
     for set_name, roots in (evaluation_sets().items() if args.evaluate else ()):
         print(f"## {set_name}: the rules above with their tuned thresholds, unchanged")
-        ev_rows, ev_kinds = network_changes(d, load_pairs(roots), grainy=False)
+        ev_rows, ev_kinds, ev_masks = network_changes(d, load_pairs(roots), grainy=False)
         ev_at = {s: apply(lambda c: s * c, ev_rows) for s in (1.0, 0.5)}
         found = {f"fixed strength {s}": summary(g, ev_kinds) for s, g in ev_at.items()}
-        ev_measures = [measures(x, c) for x, c, _ in ev_rows]
+        ev_measures = [measures(x, c, m) for (x, c, _), m in zip(ev_rows, ev_masks)]
         for name, (low, high) in gates.items():
             values = np.array([m[name] for m in ev_measures])
             found[f"gate on {name} ({low:.4g}, {high:.4g})"] = summary(gate(values, low, high, ev_at), ev_kinds)
