@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -211,6 +212,16 @@ def test_end2end_trains_the_global_branch_and_validates_on_joints_pairs(tmp_path
     assert all(np.array_equal(a, b) for pj, pe in zip(joint, end2end) for a, b in zip(pj, pe))
 
 
+def test_the_kernel_mix_of_a_recipe_reaches_the_online_stream():
+    src = [synthesis.procedural_image(np.random.default_rng(1), 96)]
+    c = TrainConfig(dead_leaves=0.0, skimage_content=False, patch=32, kernel_mix={"identity": 1.0})
+    stream, _ = online_data(c, "global", src, seed=0, with_val=False)
+    rng = np.random.default_rng(0)
+    assert all(np.array_equal(*stream.pair(rng)) for _ in range(4))  # identity pairs keep their grain: exact
+    default, _ = online_data(dataclasses.replace(c, kernel_mix=None), "global", src, seed=0, with_val=False)
+    assert not all(np.array_equal(*default.pair(rng)) for _ in range(4))  # degradations.UNIFORM_MIX blurs
+
+
 def test_phases_per_variant(tmp_path):
     assert phases_for(TrainConfig(phase="all", model="scratch:lite"), "DBAF") == ["global", "local", "joint"]
     assert phases_for(TrainConfig(phase="all"), "LB") == ["end2end"]
@@ -326,7 +337,8 @@ def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
     ("patch", 0, "--patch must be"), ("val_every", 0, "--val-every must be"),
     ("checkpoint_every", 0, "--checkpoint-every must be"), ("lr", float("nan"), "--lr must be > 0"),
     ("steps", {"joint": 0}, "for joint"), ("shapes", 0.9, "together at most 1"), ("dead_leaves", -0.1, "shares"),
-    ("dynamic_share", 1.5, "dynamic_share"), ("soft", 1.2, "soft"),
+    ("dynamic_share", 1.5, "dynamic_share"), ("soft", 1.2, "soft"), ("kernel_mix", {"wobble": 1.0}, "unknown: wobble"),
+    ("kernel_mix", {"shake": -1.0, "mild": 1.0}, "kernel_mix"), ("kernel_mix", {"shake": 0}, "not all 0"),
 ])
 def test_settings_that_cannot_train_are_refused_up_front(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -57,6 +57,8 @@ class TrainConfig:
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
     grain_targets: bool = True  # online nearly sharp and identity targets keep the input's grain (false: clean)
     denoise: bool = True  # false: every online target keeps the input's grain, so the network deblurs, not denoises
+    kernel_mix: Optional[dict[str, float]] = None  # shares of the kernel families in online uniform blur
+    # (degradations.KERNEL_FAMILIES -> weight; None: degradations.UNIFORM_MIX)
     val_count: int = 48  # validation pairs drawn once from the online stream (fixed seed)
     reblur: float = 0.0  # share of each batch made by re-blurring sharp content with the kernel estimated from
     # the pairs (fine-tuning on a user's few pairs of one blur; datasets.ReblurSampler); 0: off
@@ -182,6 +184,16 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"dead_leaves ({config.dead_leaves}) and shapes ({config.shapes}) are shares of the online "
                          f"content, together at most 1; dynamic_share ({config.dynamic_share}) and soft "
                          f"({config.soft}) are shares, 0 to 1")
+    if config.kernel_mix is not None:
+        from .degradations import KERNEL_FAMILIES
+
+        mix = config.kernel_mix
+        unknown = sorted(set(mix) - set(KERNEL_FAMILIES)) if isinstance(mix, dict) else []
+        if not isinstance(mix, dict) or unknown or not mix or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in mix.values()) \
+                or sum(mix.values()) <= 0:
+            raise ValueError(f"kernel_mix ({mix}) maps kernel families ({', '.join(KERNEL_FAMILIES)}) to shares "
+                             f">= 0, not all 0{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
     if not (isinstance(config.psnr_cap, (int, float)) and 10 <= config.psnr_cap <= 100):
@@ -405,7 +417,7 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
     kind = {"global": "uniform", "local": "dynamic"}.get(phase, "mixed")
     content = dict(kind=kind, dead_leaves=config.dead_leaves, dynamic_share=config.dynamic_share,
                    grain_targets=config.grain_targets, shapes=config.shapes, soft=config.soft,
-                   denoise=config.denoise)
+                   denoise=config.denoise, mix=config.kernel_mix)
     stream = DegradationStream(sources, config.patch, seed=seed, **content)
     if not with_val:
         return stream, []
