@@ -146,6 +146,16 @@ NEARLY_SHARP = ("mild", "identity")  # families whose target keeps the input's g
 BLUR_MIX = {"shake": 0.6, "composite": 0.2, "gaussian": 0.1, "defocus": 0.1}
 
 
+def check_mix(mix: object) -> None:
+    """Refuse a kernel mix ``random_kernel`` cannot draw from: one line naming what is wrong."""
+    unknown = sorted(set(mix) - set(KERNEL_FAMILIES)) if isinstance(mix, dict) else []
+    shares = list(mix.values()) if isinstance(mix, dict) else []
+    valid = all(isinstance(v, (int, float)) and np.isfinite(v) and v >= 0 for v in shares)
+    if not shares or unknown or not valid or sum(shares) <= 0:
+        raise ValueError(f"kernel_mix ({mix}) maps kernel families ({', '.join(KERNEL_FAMILIES)}) to shares "
+                         f">= 0, not all 0{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
+
+
 def random_kernel(rng: Rng, mix: dict[str, float] = UNIFORM_MIX) -> tuple[str, np.ndarray]:
     """(family, kernel) drawn from ``mix``."""
     names = list(mix)

@@ -185,15 +185,9 @@ def check_config(config: TrainConfig) -> None:
                          f"content, together at most 1; dynamic_share ({config.dynamic_share}) and soft "
                          f"({config.soft}) are shares, 0 to 1")
     if config.kernel_mix is not None:
-        from .degradations import KERNEL_FAMILIES
+        from .degradations import check_mix
 
-        mix = config.kernel_mix
-        unknown = sorted(set(mix) - set(KERNEL_FAMILIES)) if isinstance(mix, dict) else []
-        if not isinstance(mix, dict) or unknown or not mix or not all(
-                isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in mix.values()) \
-                or sum(mix.values()) <= 0:
-            raise ValueError(f"kernel_mix ({mix}) maps kernel families ({', '.join(KERNEL_FAMILIES)}) to shares "
-                             f">= 0, not all 0{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
+        check_mix(config.kernel_mix)
     if not 0 <= config.ema < 1:
         raise ValueError(f"ema must be in [0, 1) (got {config.ema})")
     if not (isinstance(config.psnr_cap, (int, float)) and 10 <= config.psnr_cap <= 100):
