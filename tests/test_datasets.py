@@ -184,6 +184,18 @@ def test_soft_content_gives_soft_targets():
     assert detail(1.0) < 0.8 * detail(0.0)
 
 
+def test_shallow_focus_content_gives_defocused_targets():
+    """Crops given a shallow focus (a sharp subject over a defocused background) carry less fine detail in their
+    targets than the same stream's plain crops."""
+    def detail(share: float) -> float:
+        stream = DegradationStream(_sources(), 48, "uniform", seed=6, dead_leaves=0, shallow_focus=share,
+                                   mix={"identity": 1.0}, grain_targets=False)
+        _, y = stream.batch(8)
+        return float((y[..., 1:] - y[..., :-1]).abs().mean())
+
+    assert detail(1.0) < 0.8 * detail(0.0)
+
+
 def test_fixed_pairs_do_not_move_the_training_stream():
     stream = DegradationStream(_sources(), 24, "uniform", seed=2)
     val1 = stream.fixed_pairs(2, 40, seed=9)

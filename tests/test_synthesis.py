@@ -106,6 +106,20 @@ def test_soften_removes_fine_detail_but_keeps_the_picture():
     assert abs(soft.mean() - src.mean()) < 0.01
 
 
+def test_shallow_focus_defocuses_the_background_and_keeps_the_subject_sharp():
+    stripes = np.zeros((96, 96, 3), np.float32)
+    stripes[:, ::2] = 1
+    flat = np.full((96, 96, 3), 0.5, np.float32)
+    rng = np.random.default_rng(2)
+    out = syn.shallow_focus(flat, stripes, rng)  # a striped subject over a flat background
+    assert out.shape == flat.shape and out.dtype == np.float32
+    stripe = (out < 0.01).all(-1) | (out > 0.99).all(-1)  # the subject's stripes stay black and white in its middle
+    assert 0.01 < stripe.mean() < 0.5 and abs(np.median(out) - 0.5) < 1e-3
+    out = syn.shallow_focus(stripes, flat, rng)  # the stripes are now the background: defocused
+    detail = lambda im: np.mean(ndimage.laplace(im.mean(-1)) ** 2)  # noqa: E731
+    assert detail(out) < 0.05 * detail(stripes)
+
+
 def test_make_pair_shapes_and_range():
     rng = np.random.default_rng(0)
     src = syn.procedural_image(rng, 200)

@@ -337,7 +337,8 @@ def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
     ("patch", 0, "--patch must be"), ("val_every", 0, "--val-every must be"),
     ("checkpoint_every", 0, "--checkpoint-every must be"), ("lr", float("nan"), "--lr must be > 0"),
     ("steps", {"joint": 0}, "for joint"), ("shapes", 0.9, "together at most 1"), ("dead_leaves", -0.1, "shares"),
-    ("dynamic_share", 1.5, "dynamic_share"), ("soft", 1.2, "soft"), ("kernel_mix", {"wobble": 1.0}, "unknown: wobble"),
+    ("dynamic_share", 1.5, "dynamic_share"), ("soft", 1.2, "soft"), ("shallow_focus", -0.2, "shallow_focus"),
+    ("kernel_mix", {"wobble": 1.0}, "unknown: wobble"),
     ("kernel_mix", {"shake": -1.0, "mild": 1.0}, "kernel_mix"), ("kernel_mix", {"shake": 0}, "not all 0"),
 ])
 def test_settings_that_cannot_train_are_refused_up_front(tmp_path, field, value, message):

@@ -212,7 +212,8 @@ class DegradationStream:
     fraction ``shapes`` is drawn fresh from synthesis.procedural_image (flat shapes and binary stripes down to
     pixel scale: sharp patterns a deblurrer must leave as they are). A fraction ``soft`` of the crops is
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
-    keep, not one to sharpen.
+    keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp subject over a defocused background
+    (synthesis.shallow_focus), so is bokeh.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
     the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
@@ -222,7 +223,7 @@ class DegradationStream:
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
                  mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0,
-                 soft: float = 0.0, denoise: bool = True):
+                 soft: float = 0.0, denoise: bool = True, shallow_focus: float = 0.0):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0 and shapes <= 0:
@@ -230,12 +231,25 @@ class DegradationStream:
         self.sources, self.patch, self.kind, self.seed = list(sources), patch, kind, seed
         self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
-        self.grain_targets, self.soft, self.denoise = grain_targets, soft, denoise
+        self.grain_targets, self.soft, self.denoise, self.shallow_focus = grain_targets, soft, denoise, shallow_focus
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        from .synthesis import dead_leaves_image, procedural_image, soften
+        """A fresh sharp crop: drawn (``_crop``), maybe softened or given a shallow focus, rotated and flipped."""
+        from .synthesis import shallow_focus, soften
+
+        crop = self._crop(rng, size)
+        if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
+            crop = soften(crop, rng)
+        if self.shallow_focus and rng.random() < self.shallow_focus:  # likewise
+            crop = shallow_focus(crop, self._crop(rng, size), rng)
+        crop = np.rot90(crop, int(rng.integers(4)))
+        return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+    def _crop(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A downscaled crop of a source picture, a dead-leaves image or a procedural one, by their shares."""
+        from .synthesis import dead_leaves_image, procedural_image
 
         generated = self.dead_leaves + self.shapes
         if self.sources:
@@ -255,11 +269,7 @@ class DegradationStream:
             src, min_scale = procedural_image(rng, max(2 * size, 256)), 0.5  # 7 ms at 256 px: always fresh
         else:
             src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
-        crop = downscaled_crop(src, size, rng, min_scale)
-        if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
-            crop = soften(crop, rng)
-        crop = np.rot90(crop, int(rng.integers(4)))
-        return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        return downscaled_crop(src, size, rng, min_scale)
 
     def pair(self, rng: np.random.Generator, size: int | None = None) -> Pair:
         """One fresh (blurry, sharp) pair of ``size`` (default: the patch size)."""

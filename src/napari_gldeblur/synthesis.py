@@ -151,6 +151,21 @@ def soften(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: 
     return np.clip(resize(small, image.shape[:2], order=1, anti_aliasing=False), 0, 1).astype(np.float32)
 
 
+def shallow_focus(background: np.ndarray, subject: np.ndarray, rng: np.random.Generator,
+                  radius: tuple[float, float] = (2.0, 10.0)) -> np.ndarray:
+    """A picture with a shallow depth of field: a sharp subject (a random shape cut from ``subject``) over the
+    square ``background`` defocused, in linear light, by a disk of ``radius`` px. As a target it is blur that a
+    photograph has on purpose (bokeh, an out-of-focus wall) and a deblurrer must keep."""
+    from .degradations import blur, defocus_kernel, to_linear, to_srgb
+
+    size = background.shape[0]
+    defocused = to_srgb(blur(to_linear(background), defocus_kernel(rng.uniform(*radius))))
+    side = int(rng.integers(size // 2, size + 1))  # the subject's shape covers 10-35% of a square this wide
+    layer, alpha = place(random_crop(subject, rng, side), random_shape_mask(rng, side),
+                         rng.integers(0, size - side + 1, size=2).astype(float), size)  # whole pixels: no resampling
+    return np.clip(defocused * (1 - alpha[..., None]) + layer * alpha[..., None], 0, 1).astype(np.float32)
+
+
 def window(image: np.ndarray, y: float, x: float, size: int) -> np.ndarray:
     """The ``size`` x ``size`` window of ``image`` whose top-left corner is at sub-pixel ``(y, x)``, bilinear;
     the window and the pixel beyond it must lie inside ``image``. ``ndimage.shift(order=1)`` computes the same,
