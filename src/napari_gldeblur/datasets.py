@@ -213,7 +213,7 @@ class DegradationStream:
     pixel scale: sharp patterns a deblurrer must leave as they are). A fraction ``soft`` of the crops is
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
     keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp subject over a defocused background
-    (synthesis.shallow_focus), so is bokeh.
+    (synthesis.shallow_focus), so bokeh is a target to keep too.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
     the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
