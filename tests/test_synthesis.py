@@ -120,6 +120,16 @@ def test_shallow_focus_defocuses_the_background_and_keeps_the_subject_sharp():
     assert detail(out) < 0.05 * detail(stripes)
 
 
+def test_shallow_focus_cuts_its_subject_from_the_most_detailed_window():
+    corner = np.full((96, 96, 3), 0.5, np.float32)
+    corner[64:, 64:] = np.indices((32, 32)).sum(0)[..., None] % 2  # detail only in one corner of the subject
+    flat = np.full((96, 96, 3), 0.5, np.float32)
+    detail = [np.mean([syn.fine_detail(syn.shallow_focus(flat, corner, np.random.default_rng(s), tries=t))
+                       for s in range(12)]) for t in (1, 4)]
+    assert detail[1] > 1.5 * detail[0] > 0
+    assert syn.fine_detail(flat) == 0 and syn.fine_detail(corner) > 0.01
+
+
 def test_make_pair_shapes_and_range():
     rng = np.random.default_rng(0)
     src = syn.procedural_image(rng, 200)

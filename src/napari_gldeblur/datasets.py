@@ -212,8 +212,8 @@ class DegradationStream:
     fraction ``shapes`` is drawn fresh from synthesis.procedural_image (flat shapes and binary stripes down to
     pixel scale: sharp patterns a deblurrer must leave as they are). A fraction ``soft`` of the crops is
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
-    keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp subject over a defocused background
-    (synthesis.shallow_focus), so bokeh is a target to keep too.
+    keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp, detailed subject over a defocused
+    background (synthesis.shallow_focus), so bokeh beside what is in focus is a target to keep too.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
     the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
@@ -237,13 +237,14 @@ class DegradationStream:
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A fresh sharp crop: drawn (``_crop``), maybe softened or given a shallow focus, rotated and flipped."""
-        from .synthesis import shallow_focus, soften
+        from .synthesis import fine_detail, shallow_focus, soften
 
         crop = self._crop(rng, size)
         if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
             crop = soften(crop, rng)
         if self.shallow_focus and rng.random() < self.shallow_focus:  # likewise
-            crop = shallow_focus(crop, self._crop(rng, size), rng)
+            subject = max((self._crop(rng, size) for _ in range(3)), key=fine_detail)  # the most detailed of three
+            crop = shallow_focus(crop, subject, rng)
         crop = np.rot90(crop, int(rng.integers(4)))
         return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
 

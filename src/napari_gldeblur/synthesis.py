@@ -151,17 +151,26 @@ def soften(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: 
     return np.clip(resize(small, image.shape[:2], order=1, anti_aliasing=False), 0, 1).astype(np.float32)
 
 
+def fine_detail(image: np.ndarray) -> float:
+    """Mean |grey - grey blurred by a 1 px Gaussian| of an (H, W, 3) picture: how much in-focus detail it shows."""
+    grey = image.mean(-1, dtype=np.float64)
+    return float(np.abs(grey - ndimage.gaussian_filter(grey, 1.0)).mean())
+
+
 def shallow_focus(background: np.ndarray, subject: np.ndarray, rng: np.random.Generator,
-                  radius: tuple[float, float] = (2.0, 10.0)) -> np.ndarray:
-    """A picture with a shallow depth of field: a sharp subject (a random shape cut from ``subject``) over the
-    square ``background`` defocused, in linear light, by a disk of ``radius`` px. As a target it is blur that a
-    photograph has on purpose (bokeh, an out-of-focus wall) and a deblurrer must keep."""
+                  radius: tuple[float, float] = (2.0, 10.0), tries: int = 4) -> np.ndarray:
+    """A picture with a shallow depth of field: a sharp subject (a random shape cut from the most detailed of
+    ``tries`` windows of ``subject``, so the picture shows what is in focus) over the square ``background``
+    defocused, in linear light, by a disk of ``radius`` px. As a target it is blur that a photograph has on
+    purpose (bokeh, an out-of-focus wall) and a deblurrer must keep; a flat subject would make it a blurred
+    picture with a blob on it, which a deblurrer should sharpen."""
     from .degradations import blur, defocus_kernel, to_linear, to_srgb
 
     size = background.shape[0]
     defocused = to_srgb(blur(to_linear(background), defocus_kernel(rng.uniform(*radius))))
     side = int(rng.integers(size // 2, size + 1))  # the subject's shape covers 10-35% of a square this wide
-    layer, alpha = place(random_crop(subject, rng, side), random_shape_mask(rng, side),
+    cut = max((random_crop(subject, rng, side) for _ in range(tries)), key=fine_detail)
+    layer, alpha = place(cut, random_shape_mask(rng, side),
                          rng.integers(0, size - side + 1, size=2).astype(float), size)  # whole pixels: no resampling
     return np.clip(defocused * (1 - alpha[..., None]) + layer * alpha[..., None], 0, 1).astype(np.float32)
 
