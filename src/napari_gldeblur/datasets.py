@@ -243,7 +243,7 @@ class DegradationStream:
         if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
             crop = soften(crop, rng)
         if self.shallow_focus and rng.random() < self.shallow_focus:  # likewise
-            subject = max((self._crop(rng, size) for _ in range(3)), key=fine_detail)  # the most detailed of three
+            subject = max((self._crop(rng, size) for _ in range(3)), key=fine_detail)  # shows what is in focus
             crop = shallow_focus(crop, subject, rng)
         crop = np.rot90(crop, int(rng.integers(4)))
         return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
