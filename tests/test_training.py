@@ -251,6 +251,26 @@ def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):
     assert "val_psnr" in ck["metrics"]["joint"]
 
 
+def test_training_runs_channels_last_and_saves_contiguous_weights(tmp_path, tiny_ckpt, pairs):
+    seen = []
+    real = _Wrapped.forward
+
+    def spy(self, x, y):
+        weight = next(p for p in self.net.parameters() if p.dim() == 4)
+        seen.append(all(t.is_contiguous(memory_format=torch.channels_last) for t in (x, y, weight)))
+        return real(self, x, y)
+
+    _Wrapped.forward = spy
+    try:
+        list(train(cfg(tmp_path, tiny_ckpt, phase="joint", ema=0.9), pairs=pairs))
+    finally:
+        _Wrapped.forward = real
+    assert seen and all(seen)  # the layout inference runs in, and faster on a CPU
+    ck = models.read_checkpoint(tmp_path / "out.pt")
+    for name in ("model", "train_weights"):  # files stay in the default layout, whatever training ran in
+        assert all(v.is_contiguous() for v in ck[name].values()), name
+
+
 def test_a_fine_tune_keeps_the_starting_models_auto_strength_gate(tmp_path, tiny_ckpt, pairs):
     start = tmp_path / "gated.pt"
     models.write_checkpoint(start, models.read_checkpoint(tiny_ckpt) | {"auto_strength": [0.25, 0.5],
