@@ -598,8 +598,8 @@ def optimizer_step(module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
 
 def memory_format(device: str) -> torch.memory_format:
-    """The layout training runs in: channels_last, as inference does (a CPU step of lite at 4 x 192 px took 0.72x
-    the time of the default layout), except on MPS."""
+    """The layout training runs in: channels_last, as inference does (on a CPU a step at 4 x 192 px takes 0.72-0.76x
+    the time of the default layout, docs/benchmarks.md), except on MPS."""
     return torch.contiguous_format if str(device).startswith("mps") else torch.channels_last
 
 
