@@ -22,10 +22,11 @@ DEFAULT_CASES = ("lite:8:96", "lite:64:128", "paper:16:256")
 def steps_per_second(model: str, device: str, batch: int, patch: int, precision: str = "auto",
                      steps: int = 20, warmup: int = 5, layout: str = "training") -> dict:
     """Steps per second over ``steps`` timed optimizer steps after ``warmup`` untimed ones; ``layout``:
-    "training" (the memory format `gldeblur train` uses, ``training.memory_format``), "channels_last" or
+    "training" (the memory format `gldeblur train` uses, ``devices.memory_format``), "channels_last" or
     "contiguous"."""
+    from napari_gldeblur.devices import memory_format
     from napari_gldeblur.network import build
-    from napari_gldeblur.training import _Wrapped, autocast_dtype, memory_format, optimizer_step, trainable
+    from napari_gldeblur.training import _Wrapped, autocast_dtype, optimizer_step, trainable
 
     fmt = {"training": memory_format(device), "channels_last": torch.channels_last,
            "contiguous": torch.contiguous_format}[layout]

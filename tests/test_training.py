@@ -251,7 +251,7 @@ def test_checkpoint_is_self_describing_and_safe(tmp_path, tiny_ckpt, pairs):
     assert "val_psnr" in ck["metrics"]["joint"]
 
 
-def test_training_runs_channels_last_and_saves_contiguous_weights(tmp_path, tiny_ckpt, pairs):
+def test_training_runs_channels_last_and_saves_contiguous_weights(tmp_path, tiny_ckpt, pairs, monkeypatch):
     seen = []
     real = _Wrapped.forward
 
@@ -260,11 +260,8 @@ def test_training_runs_channels_last_and_saves_contiguous_weights(tmp_path, tiny
         seen.append(all(t.is_contiguous(memory_format=torch.channels_last) for t in (x, y, weight)))
         return real(self, x, y)
 
-    _Wrapped.forward = spy
-    try:
-        list(train(cfg(tmp_path, tiny_ckpt, phase="joint", ema=0.9), pairs=pairs))
-    finally:
-        _Wrapped.forward = real
+    monkeypatch.setattr(_Wrapped, "forward", spy)
+    list(train(cfg(tmp_path, tiny_ckpt, phase="joint", ema=0.9), pairs=pairs))
     assert seen and all(seen)  # the layout inference runs in, and faster on a CPU
     ck = models.read_checkpoint(tmp_path / "out.pt")
     for name in ("model", "train_weights"):  # files stay in the default layout, whatever training ran in

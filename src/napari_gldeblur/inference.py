@@ -52,7 +52,15 @@ from typing import Callable, Generator, NamedTuple, Optional, Union
 import numpy as np
 import torch
 
-from .devices import PRECISIONS, cpu_bf16_pays_off, cpu_bf16_supported, pick_device, pick_precision, use_all_cores  # noqa: F401 (public API)
+from .devices import (  # noqa: F401 (public API)
+    PRECISIONS,
+    cpu_bf16_pays_off,
+    cpu_bf16_supported,
+    memory_format,
+    pick_device,
+    pick_precision,
+    use_all_cores,
+)
 from .models import load_model, model_identity
 from .network import MULTIPLE, DBAFNet, pad_to_multiple
 from .strength import AUTO_STRENGTH_LEVELS, DEFAULT_MEASURE, auto_strength, change_ratio, check_strength, fine_detail, strength_note  # noqa: F401
@@ -273,9 +281,8 @@ class Deblurrer:
             use_all_cores()
         net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
         self.model = model_identity(model, net)
-        memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
-        self.net = net.eval().to(self.device, memory_format=memory_format)
-        self.memory_format = memory_format
+        self.memory_format = memory_format(self.device)
+        self.net = net.eval().to(self.device, memory_format=self.memory_format)
         self.tile = None if tile is None else int(tile)
         self.overlap = int(overlap)
         self.all_channels = bool(all_channels)

@@ -23,7 +23,7 @@ from torch import nn
 
 from . import models
 from .datasets import Pair, PatchSampler, batches, load_pairs, split, to_tensor
-from .devices import autocast_dtype, pick_device  # noqa: F401 (training's device policy)
+from .devices import autocast_dtype, memory_format, pick_device  # noqa: F401 (training's device policy)
 from .evaluation import psnr, ssim
 from .network import CONFIGS, DBAFNet, NetConfig, deepen
 
@@ -595,12 +595,6 @@ def optimizer_step(module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
     loss.backward()
     opt.step()
     return loss
-
-
-def memory_format(device: str) -> torch.memory_format:
-    """The layout training runs in: channels_last, as inference does (on a CPU a step at 4 x 192 px takes 0.72-0.76x
-    the time of the default layout, docs/benchmarks.md), except on MPS."""
-    return torch.contiguous_format if str(device).startswith("mps") else torch.channels_last
 
 
 def cosine(step: int, total: int, floor: float = 0.05) -> float:
