@@ -67,10 +67,10 @@ def main() -> None:
     for which, seed in SEEDS.items():
         if args.only not in (None, which):
             continue
-        pool, count = sources(which, Path(args.photos)), args.count or COUNTS[which]
-        sets = [("uniform", pool, "uniform", count), ("dynamic", pool, "dynamic", count)]
+        pool, per_set = sources(which, Path(args.photos)), args.count or COUNTS[which]
+        sets = [("uniform", pool, "uniform", per_set), ("dynamic", pool, "dynamic", per_set)]
         if which == "tuning":
-            sets.append(("smooth", [smoothest_window(p) for p in pool], "uniform", count // 2))
+            sets.append(("smooth", [smoothest_window(p) for p in pool], "uniform", per_set // 2))
         for i, (name, content, kind, count) in enumerate(sets):
             stream = DegradationStream(content, args.size, kind, seed, dead_leaves=0.0, mix=dg.BLUR_MIX)
             target = Path(args.out) / which / name
