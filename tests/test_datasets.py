@@ -186,6 +186,16 @@ def test_soft_content_gives_soft_targets(content):
     assert detail(1.0) < 0.8 * detail(0.0)
 
 
+def test_recolour_share_recolours_the_targets():
+    def targets(share: float):
+        stream = DegradationStream(_sources(), 32, "uniform", seed=3, dead_leaves=0, recolour=share,
+                                   mix={"identity": 1.0}, grain_targets=False)
+        return stream.batch(4)[1]
+
+    plain, recoloured = targets(0.0), targets(1.0)
+    assert torch.equal(plain, targets(0.0)) and not torch.allclose(recoloured, plain)
+
+
 def test_fixed_pairs_do_not_move_the_training_stream():
     stream = DegradationStream(_sources(), 24, "uniform", seed=2)
     val1 = stream.fixed_pairs(2, 40, seed=9)

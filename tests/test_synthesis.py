@@ -106,6 +106,16 @@ def test_soften_removes_fine_detail_but_keeps_the_picture():
     assert abs(soft.mean() - src.mean()) < 0.01
 
 
+def test_recolour_changes_colours_and_tones_but_keeps_the_edges():
+    src = np.zeros((32, 32, 3), np.float32)
+    src[:, 16:] = (0.9, 0.5, 0.2)  # one orange edge
+    outs = [syn.recolour(src, np.random.default_rng(seed)) for seed in range(8)]
+    for out in outs:
+        assert out.shape == src.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert np.all(out[:, :16] == 0) and np.ptp(out[:, 16:], axis=(0, 1)).max() == 0  # flat stays flat
+    assert len({tuple(np.round(o[0, -1], 3)) for o in outs}) == 8  # every draw another colour
+
+
 def test_shallow_focus_defocuses_the_background_and_keeps_the_subject_sharp():
     stripes = np.zeros((96, 96, 3), np.float32)
     stripes[:, ::2] = 1

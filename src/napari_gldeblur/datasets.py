@@ -213,7 +213,8 @@ class DegradationStream:
     pixel scale: sharp patterns a deblurrer must leave as they are). A fraction ``soft`` of the crops is
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
     keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp, detailed subject over a defocused
-    background (synthesis.shallow_focus), so bokeh beside what is in focus is a target to keep too.
+    background (synthesis.shallow_focus), so bokeh beside what is in focus is a target to keep too; a fraction
+    ``recolour`` comes in other colours and tones (synthesis.recolour).
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
     the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
@@ -223,7 +224,7 @@ class DegradationStream:
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
                  mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0,
-                 soft: float = 0.0, denoise: bool = True, shallow_focus: float = 0.0):
+                 soft: float = 0.0, denoise: bool = True, shallow_focus: float = 0.0, recolour: float = 0.0):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0 and shapes <= 0:
@@ -232,14 +233,17 @@ class DegradationStream:
         self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
         self.grain_targets, self.soft, self.denoise, self.shallow_focus = grain_targets, soft, denoise, shallow_focus
+        self.recolour = recolour
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A fresh sharp crop: drawn (``_crop``), maybe softened or given a shallow focus, rotated and flipped."""
-        from .synthesis import fine_detail, shallow_focus, soften
+        from .synthesis import fine_detail, recolour, shallow_focus, soften
 
         crop = self._crop(rng, size)
+        if self.recolour and rng.random() < self.recolour:  # no draw when off, as below
+            crop = recolour(crop, rng)
         if self.soft and rng.random() < self.soft:  # no draw when off: streams without soft stay as they were
             crop = soften(crop, rng)
         if self.shallow_focus and rng.random() < self.shallow_focus:  # likewise

@@ -151,6 +151,16 @@ def soften(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: 
     return np.clip(resize(small, image.shape[:2], order=1, anti_aliasing=False), 0, 1).astype(np.float32)
 
 
+def recolour(image: np.ndarray, rng: np.random.Generator, saturation: tuple[float, float] = (0.3, 1.6),
+             gamma: tuple[float, float] = (0.6, 1.6)) -> np.ndarray:
+    """The same picture in other colours and tones: channels permuted, saturation scaled about the grey, a
+    random gamma. More content from few photographs, so the network learns blur rather than their look."""
+    x = image[..., rng.permutation(3)]
+    grey = x.mean(-1, keepdims=True)
+    x = np.clip(grey + rng.uniform(*saturation) * (x - grey), 0, 1)
+    return (x ** rng.uniform(*gamma)).astype(np.float32)
+
+
 def fine_detail(image: np.ndarray) -> float:
     """Mean |grey - grey blurred by a 1 px Gaussian| of an (H, W, 3) picture: how much in-focus detail it shows
     (``strength.fine_detail`` measures the same on the 8-bit frames auto strength sees)."""
