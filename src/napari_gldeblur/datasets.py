@@ -238,7 +238,8 @@ class DegradationStream:
         self._leaves: list[np.ndarray] = []
 
     def _content(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A fresh sharp crop: drawn (``_crop``), maybe softened or given a shallow focus, rotated and flipped."""
+        """A fresh sharp crop: drawn (``_crop``), maybe recoloured, softened or given a shallow focus, rotated and
+        flipped."""
         from .synthesis import fine_detail, recolour, shallow_focus, soften
 
         crop = self._crop(rng, size)
