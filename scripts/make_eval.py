@@ -67,7 +67,8 @@ def main() -> None:
     for which, seed in SEEDS.items():
         if args.only not in (None, which):
             continue
-        pool, per_set = sources(which, Path(args.photos)), args.count or COUNTS[which]
+        pool = sources(which, Path(args.photos))
+        per_set = args.count or COUNTS[which]
         sets = [("uniform", pool, "uniform", per_set), ("dynamic", pool, "dynamic", per_set)]
         if which == "tuning":
             sets.append(("smooth", [smoothest_window(p) for p in pool], "uniform", per_set // 2))
