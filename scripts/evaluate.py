@@ -1,8 +1,10 @@
 """PSNR/SSIM table: blurry input, classical baselines and our models on the held-out sets (scripts/make_eval.py)
-and on ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training).
+and on ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training);
+``--samples`` adds the two sample scenes the plugin and ``gldeblur deblur --sample`` offer, one set each.
 
 Usage (from the repo root): python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
        [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N] [--only uniform]
+       [--samples] (with --only sample: the samples alone)
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +37,18 @@ def tuning_sets(data_root: str = "data") -> dict[str, list[str]]:
     return {f"tuning {k}": [f"{data_root}/tuning/{k}"] for k in ("uniform", "dynamic", "smooth")}
 
 
+def sample_sets() -> dict[str, list]:
+    """The plugin's two sample scenes (``_sample_data``), one (blurry, sharp) pair of floats in [0, 1] each."""
+    from napari_gldeblur._sample_data import dynamic_scene, global_blur
+
+    sets = {}
+    for make in (dynamic_scene, global_blur):
+        (sharp, _, _), (blur, meta, _) = make()
+        label = meta["name"].partition("(")[2].rstrip(")")  # "moving object", "camera shake"
+        sets[f"sample: {label}"] = [(blur.astype(np.float32) / 255, sharp.astype(np.float32) / 255)]
+    return sets
+
+
 def restorer_for(model_spec: str):
     """``MODEL[@STRENGTH]`` (lite, paper or a checkpoint, at a Deblur strength: default 1, or auto) as a restorer."""
     model, _, strength = model_spec.partition("@")
@@ -50,9 +66,13 @@ def main() -> int:
     p.add_argument("--only", action="append", default=[], help="evaluate only the sets whose name contains this")
     p.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each set")
     p.add_argument("--merge", default=None, help="JSON from an earlier run (e.g. the baselines) to include")
+    p.add_argument("--samples", action="store_true", help="also the two sample scenes, one set each")
     args = p.parse_args()
-    sets = {k: v for k, v in evaluation_sets(args.data_root, args.gopro).items()
-            if not args.only or any(o in k for o in args.only)}
+    loaders: dict[str, Callable[[], list]] = {k: partial(load_pairs, v)
+                                              for k, v in evaluation_sets(args.data_root, args.gopro).items()}
+    if args.samples:
+        loaders |= {k: (lambda v=v: v) for k, v in sample_sets().items()}
+    sets = {k: v for k, v in loaders.items() if not args.only or any(o in k for o in args.only)}
     methods = {"blurry input": None}
     if not args.no_baselines:
         methods |= BASELINES
@@ -60,8 +80,8 @@ def main() -> int:
         name, _, model = spec.partition("=")
         methods[name] = restorer_for(model)
     results: dict = json.loads(Path(args.merge).read_text()) if args.merge else {}
-    for set_name, roots in sets.items():
-        pairs = load_pairs(roots)
+    for set_name, load in sets.items():
+        pairs = load()
         if args.limit:
             pairs = pairs[: args.limit]
         for m_name, fn in methods.items():
