@@ -1,6 +1,6 @@
 """PSNR/SSIM table: blurry input, classical baselines and our models on the held-out sets (scripts/make_eval.py)
 and on ../shared/data/gopro_frames (real GoPro frames, Nah et al. 2017; evaluation only, never training);
-``--samples`` adds the two sample scenes the plugin and ``gldeblur deblur --sample`` offer, one set each.
+``--samples`` adds the plugin's two sample scenes (the moving object is ``gldeblur deblur --sample``'s), one set each.
 
 Usage (from the repo root): python scripts/evaluate.py --model "DBAF-Net (bundled)=lite" --model "half strength=lite@0.5" ...
        [--data-root data] [--json results.json] [--no-baselines] [--merge earlier.json] [--limit N] [--only uniform]
