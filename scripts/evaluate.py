@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from napari_gldeblur.datasets import load_pairs
+from napari_gldeblur.datasets import load_pairs, rgb_unit
 from napari_gldeblur.evaluation import BASELINES, evaluate, model_restorer, nearly_sharp, psnr
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gopro_frames"
@@ -45,7 +45,7 @@ def sample_sets() -> dict[str, list]:
     for make in (dynamic_scene, global_blur):
         (sharp, _, _), (blur, meta, _) = make()
         label = meta["name"].partition("(")[2].rstrip(")")  # "moving object", "camera shake"
-        sets[f"sample: {label}"] = [(blur.astype(np.float32) / 255, sharp.astype(np.float32) / 255)]
+        sets[f"sample: {label}"] = [(rgb_unit(blur, 0, 255), rgb_unit(sharp, 0, 255))]  # as read_pair maps 8 bits
     return sets
 
 
