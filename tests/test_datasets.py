@@ -106,7 +106,7 @@ def test_split_is_reproducible_and_keeps_training_data():
 # --- the online degradation stream -----------------------------------------------------------------
 import torch  # noqa: E402
 
-from napari_gldeblur.datasets import DegradationStream, downscaled_crop  # noqa: E402
+from napari_gldeblur.datasets import DegradationStream, downscaled_crop, warped_crop  # noqa: E402
 
 
 def _sources():
@@ -211,6 +211,58 @@ def test_downscaled_crop_shrinks_the_source():
     for seed in (2, 3):  # these seeds shrink crops of 103 and 139 px: antialiased, the stripes become grey
         crop = downscaled_crop(src, 50, np.random.default_rng(seed), min_scale=0.3)
         assert abs(crop.mean() - 0.5) < 0.01 and crop.std() < 0.05, (seed, crop.std())
+
+
+def _stripes(period: float, size: int = 400) -> np.ndarray:
+    """Sinusoidal stripes across the rows: all their edges run along x."""
+    rows = 0.5 + 0.4 * np.sin(2 * np.pi * np.arange(size) / period)
+    return np.repeat(np.repeat(rows[:, None, None], size, 1), 3, 2).astype(np.float32)
+
+
+def _gradients(image: np.ndarray) -> tuple[float, float]:
+    grey = image.mean(-1)
+    return float(np.abs(np.diff(grey, axis=0)).mean()), float(np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_warped_crop_turns_the_edges():
+    src = _stripes(12.0)
+    plain = downscaled_crop(src, 48, np.random.default_rng(0), min_scale=0.3)
+    assert _gradients(plain)[1] < 1e-6  # an axis-aligned crop keeps the stripes along x
+    turned = []
+    for seed in range(8):
+        view = warped_crop(src, 48, np.random.default_rng(seed))
+        assert view.shape == (48, 48, 3) and view.dtype == np.float32 and 0 <= view.min() and view.max() <= 1
+        dy, dx = _gradients(view)
+        turned.append(dx / (dx + dy))
+    assert np.mean(turned) > 0.25 and max(turned) > 0.4, turned
+
+
+def test_warped_crop_is_as_sharp_as_a_plain_crop():
+    """Stripes of 4 px in the view: rotated at the view's own resolution, bilinear interpolation keeps 81% of their
+    contrast; rotated at the source's, a view keeps the contrast a plain crop of the same scale has."""
+    src, rng = _stripes(8.0), np.random.default_rng(1)
+    plain = torch.nn.functional.interpolate(torch.from_numpy(src[:96, :96]).permute(2, 0, 1)[None], size=(48, 48),
+                                            mode="bilinear", antialias=True, align_corners=False)
+    for _ in range(6):
+        view = warped_crop(src, 48, rng, scale=(0.5, 0.5), stretch=1.0)
+        assert float(view[8:-8, 8:-8].std()) > 0.95 * float(plain.std()), (float(view.std()), float(plain.std()))
+
+
+def test_warped_crop_of_a_small_source_is_a_plain_crop():
+    src = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    view = warped_crop(src, 32, np.random.default_rng(0))
+    assert view.shape == (32, 32, 3)
+
+
+def test_warp_share_warps_the_targets():
+    def targets(share: float):
+        stream = DegradationStream(_sources(), 32, "uniform", seed=3, dead_leaves=0, warp=share,
+                                   mix={"identity": 1.0}, grain_targets=False)
+        return stream.batch(4)[1]
+
+    plain, warped = targets(0.0), targets(1.0)
+    assert torch.equal(plain, targets(0.0)) and torch.equal(warped, targets(1.0))
+    assert not torch.allclose(warped, plain)
 
 
 def test_stream_needs_content():

@@ -203,6 +203,43 @@ def downscaled_crop(source: np.ndarray, size: int, rng: np.random.Generator, min
     return np.clip(crop, 0, 1)
 
 
+def warped_crop(source: np.ndarray, size: int, rng: np.random.Generator, scale: tuple[float, float] = (0.3, 0.5),
+                stretch: float = 1.25) -> np.ndarray:
+    """A ``size`` x ``size`` view of ``source`` under a random affine map: any rotation, a shrink in ``scale``
+    and up to ``stretch`` more along one axis, so a few photographs show new shapes and edge directions.
+
+    The view is rotated (bicubic) at the source's own resolution, where interpolation blur is at most half a
+    pixel of the view, then shrunk with antialiasing, so it is about as sharp as a plain downscaled crop.
+    A view that does not fit in the source is shrunk more, or else (a small source) a plain downscaled crop.
+    """
+    h, w = source.shape[:2]
+    s, theta = rng.uniform(*scale), rng.uniform(0, 2 * np.pi)
+    a = float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch))))
+    turn = abs(np.cos(theta)) + abs(np.sin(theta))  # the bounding square's side over the view's
+    for _ in range(2):  # where the view does not fit, shrink it more, once
+        sy, sx = s * min(a, 1.0), s / max(a, 1.0)  # source px -> view px along y and x (both <= s)
+        m = max(sy, sx)  # rotate where the less shrunk axis is at the source's resolution
+        n = int(np.ceil(size / m))  # the view's side there
+        side = int(np.ceil(n * turn)) + 4  # the view's bounding square there
+        ry, rx = int(np.ceil(side * m / sy)), int(np.ceil(side * m / sx))  # its rows and columns in the source
+        overflow = max(ry / h, rx / w)
+        if overflow <= 1:
+            break
+        s *= overflow * 1.02
+    if overflow > 1 or s > 1:
+        return downscaled_crop(source, size, rng, scale[0])
+    y, x = int(rng.integers(0, h - ry + 1)), int(rng.integers(0, w - rx + 1))
+    t = torch.from_numpy(np.ascontiguousarray(source[y : y + ry, x : x + rx], dtype=np.float32)).permute(2, 0, 1)[None]
+    if (ry, rx) != (side, side):  # shrink the more shrunk axis to the other's scale: the stretch
+        t = F.interpolate(t, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    c, si, k = np.cos(theta), np.sin(theta), n / side
+    grid = F.affine_grid(torch.tensor([[[c * k, -si * k, 0.0], [si * k, c * k, 0.0]]], dtype=torch.float32),
+                         [1, 3, n, n], align_corners=False)
+    t = F.grid_sample(t, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
+    t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return np.clip(t[0].permute(1, 2, 0).numpy(), 0, 1)
+
+
 class DegradationStream:
     """Endless (blurry, sharp) batches, each patch a fresh crop under a fresh degradation (never the same pair).
 
@@ -214,7 +251,8 @@ class DegradationStream:
     softened first (synthesis.soften: resampled down and back up), so soft but unblurred content is a target to
     keep, not one to sharpen; a fraction ``shallow_focus`` becomes a sharp, detailed subject over a defocused
     background (synthesis.shallow_focus), so bokeh beside what is in focus is a target to keep too; a fraction
-    ``recolour`` comes in other colours and tones (synthesis.recolour).
+    ``recolour`` comes in other colours and tones (synthesis.recolour). A fraction ``warp`` of the crops of source
+    pictures is a rotated, shrunk and stretched view of them (``warped_crop``), not an axis-aligned crop.
     ``grain_targets``: nearly sharp and identity pairs keep the input's grain in their target
     (``degradations.degrade_pair``); off, every target is the clean crop. ``denoise`` off: every target keeps
     the input's grain (the same camera draws), so the network undoes blur and leaves noise and JPEG to the
@@ -224,7 +262,8 @@ class DegradationStream:
     def __init__(self, sources: Sequence[np.ndarray], patch: int, kind: str = "mixed", seed: int = 0,
                  dead_leaves: float = 0.2, dynamic_share: float = 0.3, min_scale: float = 0.3,
                  mix: dict[str, float] | None = None, grain_targets: bool = True, shapes: float = 0.0,
-                 soft: float = 0.0, denoise: bool = True, shallow_focus: float = 0.0, recolour: float = 0.0):
+                 soft: float = 0.0, denoise: bool = True, shallow_focus: float = 0.0, recolour: float = 0.0,
+                 warp: float = 0.0):
         if kind not in STREAM_KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; choose {', '.join(STREAM_KINDS)}")
         if not sources and dead_leaves <= 0 and shapes <= 0:
@@ -233,7 +272,7 @@ class DegradationStream:
         self.dead_leaves, self.shapes, self.dynamic_share, self.min_scale = dead_leaves, shapes, dynamic_share, min_scale
         self.mix = mix  # kernel families and their shares (default: degradations.UNIFORM_MIX)
         self.grain_targets, self.soft, self.denoise, self.shallow_focus = grain_targets, soft, denoise, shallow_focus
-        self.recolour = recolour
+        self.recolour, self.warp = recolour, warp
         self.rng = np.random.default_rng(seed)
         self._leaves: list[np.ndarray] = []
 
@@ -275,6 +314,8 @@ class DegradationStream:
             src, min_scale = procedural_image(rng, max(2 * size, 256)), 0.5  # 7 ms at 256 px: always fresh
         else:
             src, min_scale = self.sources[int(rng.integers(len(self.sources)))], self.min_scale
+            if self.warp and rng.random() < self.warp:  # no draw when off: streams without warp stay as they were
+                return warped_crop(src, size, rng, (min_scale, max(min_scale, 0.5)))
         return downscaled_crop(src, size, rng, min_scale)
 
     def pair(self, rng: np.random.Generator, size: int | None = None) -> Pair:

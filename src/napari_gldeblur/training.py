@@ -56,6 +56,7 @@ class TrainConfig:
     shallow_focus: float = 0.0  # share of online crops with a defocused background (synthesis.shallow_focus)
     soft: float = 0.0  # share of online crops softened (synthesis.soften) before their degradation: soft targets
     recolour: float = 0.0  # share of online crops in other colours and tones (synthesis.recolour)
+    warp: float = 0.0  # share of crops of pictures that are rotated, stretched views (datasets.warped_crop)
     dynamic_share: float = 0.3  # share of dynamic scenes in phase joint's online stream
     grain_targets: bool = True  # online nearly sharp and identity targets keep the input's grain (false: clean)
     denoise: bool = True  # false: every online target keeps the input's grain, so the network deblurs, not denoises
@@ -183,11 +184,11 @@ def check_config(config: TrainConfig) -> None:
                          "each 0 to 1, together below 1 (the rest comes from the pairs)")
     if not (0 <= config.dead_leaves and 0 <= config.shapes and config.dead_leaves + config.shapes <= 1
             and 0 <= config.dynamic_share <= 1 and 0 <= config.soft <= 1 and 0 <= config.shallow_focus <= 1
-            and 0 <= config.recolour <= 1):
+            and 0 <= config.recolour <= 1 and 0 <= config.warp <= 1):
         raise ValueError(f"dead_leaves ({config.dead_leaves}) and shapes ({config.shapes}) are shares of the online "
                          f"content, together at most 1; dynamic_share ({config.dynamic_share}), soft "
-                         f"({config.soft}), shallow_focus ({config.shallow_focus}) and recolour ({config.recolour}) "
-                         "are shares, 0 to 1")
+                         f"({config.soft}), shallow_focus ({config.shallow_focus}), recolour ({config.recolour}) and "
+                         f"warp ({config.warp}) are shares, 0 to 1")
     if config.kernel_mix is not None:
         from .degradations import check_mix
 
@@ -416,7 +417,7 @@ def online_data(config: TrainConfig, phase: str, sources: list[np.ndarray], seed
     content = dict(kind=kind, dead_leaves=config.dead_leaves, dynamic_share=config.dynamic_share,
                    grain_targets=config.grain_targets, shapes=config.shapes, soft=config.soft,
                    denoise=config.denoise, mix=config.kernel_mix, shallow_focus=config.shallow_focus,
-                   recolour=config.recolour)
+                   recolour=config.recolour, warp=config.warp)
     stream = DegradationStream(sources, config.patch, seed=seed, **content)
     if not with_val:
         return stream, []
