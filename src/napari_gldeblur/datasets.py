@@ -208,8 +208,8 @@ def warped_crop(source: np.ndarray, size: int, rng: np.random.Generator, scale: 
     """A ``size`` x ``size`` view of ``source`` under a random affine map: any rotation, a shrink in ``scale``
     and up to ``stretch`` more along one axis, so a few photographs show new shapes and edge directions.
 
-    The view is rotated (bicubic) at the source's own resolution, where interpolation blur is at most half a
-    pixel of the view, then shrunk with antialiasing, so it is about as sharp as a plain downscaled crop.
+    The view is rotated (bicubic) at the source's own resolution, finer than the view's, then shrunk with
+    antialiasing, so it is as sharp as a plain downscaled crop (interpolating at the view's resolution is not).
     A view that does not fit in the source is shrunk more, or else (a small source) a plain downscaled crop.
     """
     h, w = source.shape[:2]
