@@ -210,13 +210,13 @@ def warped_crop(source: np.ndarray, size: int, rng: np.random.Generator, scale: 
 
     The view is rotated (bicubic) at the source's own resolution, finer than the view's, then shrunk with
     antialiasing, so it is as sharp as a plain downscaled crop (interpolating at the view's resolution is not).
-    A view that does not fit in the source is shrunk more, or else (a small source) a plain downscaled crop.
+    A view whose footprint does not fit in the source is shrunk less, or else (a small source) a plain crop.
     """
     h, w = source.shape[:2]
     s, theta = rng.uniform(*scale), rng.uniform(0, 2 * np.pi)
     a = float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch))))
     turn = abs(np.cos(theta)) + abs(np.sin(theta))  # the bounding square's side over the view's
-    for _ in range(2):  # where the view does not fit, shrink it more, once
+    for _ in range(2):  # where the footprint does not fit, shrink less (a smaller footprint), once
         sy, sx = s * min(a, 1.0), s / max(a, 1.0)  # source px -> view px along y and x (both <= s)
         m = max(sy, sx)  # rotate where the less shrunk axis is at the source's resolution
         n = int(np.ceil(size / m))  # the view's side there
