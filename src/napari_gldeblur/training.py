@@ -182,9 +182,9 @@ def check_config(config: TrainConfig) -> None:
     if not (0 <= config.reblur <= 1 and 0 <= config.rehearse <= 1 and config.reblur + config.rehearse < 1):
         raise ValueError(f"--reblur ({config.reblur}) and --rehearse ({config.rehearse}) are shares of each batch: "
                          "each 0 to 1, together below 1 (the rest comes from the pairs)")
+    shares = (config.dynamic_share, config.soft, config.shallow_focus, config.recolour, config.warp)
     if not (0 <= config.dead_leaves and 0 <= config.shapes and config.dead_leaves + config.shapes <= 1
-            and 0 <= config.dynamic_share <= 1 and 0 <= config.soft <= 1 and 0 <= config.shallow_focus <= 1
-            and 0 <= config.recolour <= 1 and 0 <= config.warp <= 1):
+            and all(0 <= share <= 1 for share in shares)):
         raise ValueError(f"dead_leaves ({config.dead_leaves}) and shapes ({config.shapes}) are shares of the online "
                          f"content, together at most 1; dynamic_share ({config.dynamic_share}), soft "
                          f"({config.soft}), shallow_focus ({config.shallow_focus}), recolour ({config.recolour}) and "
