@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine, ending within BUDGET seconds (default 560): resume a recipe (RECIPE, default
-# the running one, recipes/warped.toml) on CUDA with a GPU-sized batch (or, once it has finished,
+# the running one, recipes/leaves.toml) on CUDA with a GPU-sized batch (or, once it has finished,
 # continue from it in a new run of its last phase), then a short CUDA inference benchmark.
 # Needs, carried from this checkout: data/photos (python scripts/fetch_photos.py, ~10 MB) and the recipe's
 # checkpoint runs/NAME.pt (NAME: the recipe's file name; checkpoints/NAME.pt is used when runs/ has none; the
@@ -14,7 +14,7 @@ OUT=${OUT:-gpu_out}
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-64}
-RECIPE=${RECIPE:-recipes/warped.toml}
+RECIPE=${RECIPE:-recipes/leaves.toml}
 NAME=$(basename "$RECIPE" .toml)
 CKPT=runs/$NAME.pt
 [ -f "$CKPT" ] || CKPT=checkpoints/$NAME.pt
