@@ -101,10 +101,10 @@ def _fresh_blur(seed: int = 103):
 @pytest.mark.slow
 def test_bundled_model_raises_psnr_on_fresh_blur(bundled_model):
     """Strength 1, fp32, blur it never saw: mean gain >= +0.35 dB and no picture worse than its input (the
-    clipped_long weights bundled before the warped ones measured +0.94, worst +0.23; coarse_blocks +1.13, worst
-    +0.25; an earlier bundled model fails it since targets keep lifted highlights clipped: +0.56, worst -0.84, a
-    white light dimmed; stage 7, trained on one fixed kernel bank, failed it with a worst of -0.47, measured
-    before the inputs were 8-bit and the kernels centred)."""
+    bundled weights measured +0.99, worst +0.20; the clipped_long ones before them +0.94, worst +0.23; an earlier
+    bundled model fails it since targets keep lifted highlights clipped: +0.56, worst -0.84, a white light
+    dimmed; stage 7, trained on one fixed kernel bank, failed it with a worst of -0.47, measured before the
+    inputs were 8-bit and the kernels centred)."""
     from napari_gldeblur.evaluation import model_restorer, psnr_gains
 
     gains = psnr_gains(model_restorer(bundled_model, device="cpu", precision="fp32"), _fresh_blur())
@@ -116,7 +116,7 @@ def test_bundled_model_limits_harm_at_full_strength(bundled_model):
     """Strength 1, fp32: the network alone sharpens nearly sharp pictures (a 0.5 px Gaussian; seed 104) and soft
     ones (seed 105) past their reference, which is why auto strength is the default. Bounds on that harm:
     nearly sharp lose at most 2.5 dB on average, soft at most 5 dB, and sharp pictures come back at >= 44 dB
-    (the model bundled before the warped one measured -1.30, -4.07 and 46.6)."""
+    (the bundled model measured -0.60, -3.43 and 49.4; the one before it -1.30, -4.07 and 46.6)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr, psnr_gains
 
     restore = model_restorer(bundled_model, device="cpu", precision="fp32")
@@ -133,8 +133,8 @@ def test_bundled_model_at_auto_strength_leaves_sharp_and_nearly_sharp_pictures_a
     """Auto strength (the widget's, the CLI's and ``Deblurrer()``'s default), fp32, on the pictures above: 12 of 12
     sharp pictures come back unchanged, every nearly sharp one and every soft one within 0.5 dB (measured 0.00;
     an earlier bundled model lost 1.77 dB on soft ones), and fresh blur is not made worse on average
-    (the model bundled before the warped one measured +0.17: the gate keeps the change only where it is large
-    against the detail already there)."""
+    (measured +0.09, the model bundled before +0.17: the gate keeps the change only where it is large against
+    the detail already there)."""
     from napari_gldeblur.evaluation import model_restorer, nearly_sharp, psnr_gains
 
     restore = model_restorer(bundled_model, device="cpu", precision="fp32", strength="auto")
