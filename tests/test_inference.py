@@ -212,6 +212,16 @@ def test_bad_settings_raise_value_errors(kwargs, message):
         Deblurrer(tiny_net(), **kwargs)
 
 
+def test_tiles_overlap_by_the_receptive_radius_by_default():
+    from napari_gldeblur.network import receptive_radius
+
+    net = tiny_net()
+    assert Deblurrer(net, device="cpu").overlap == receptive_radius(net.config)
+    assert Deblurrer("lite", device="cpu").overlap == 68  # blocks (1, 1, 6)
+    with pytest.raises(ValueError, match="twice the 68 px overlap"):
+        Deblurrer("lite", device="cpu", tile=128)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(20, 26, 3), (20, 26), (20, 26, 4)])
 def test_strength_zero_gives_the_input_back(tiny, dtype, shape):
@@ -470,7 +480,7 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     r = d(img, progress=lambda *a: calls.append(a), strength=1)
     assert r.tile is not None and r.tile[0] * r.tile[1] <= 100 * 100
     assert calls[-1][0] == calls[-1][1]  # the total was updated to the smaller tiles
-    reference = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=max(r.tile), overlap=32)(img, strength=1)
+    reference = Deblurrer(tiny_net(), device="cpu", precision="fp32", tile=max(r.tile), overlap=d.overlap)(img, strength=1)
     np.testing.assert_allclose(r.image, reference.image, atol=1e-6)
 
 

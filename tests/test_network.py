@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from napari_gldeblur.network import CONFIGS, MULTIPLE, VARIANTS, DBAFNet, NetConfig, build, count_parameters, deepen
+from napari_gldeblur.network import CONFIGS, MULTIPLE, VARIANTS, DBAFNet, NetConfig, build, count_parameters, deepen, receptive_radius
 
 TINY = NetConfig(width=4, blocks=1)
 
@@ -132,3 +132,16 @@ def test_deepen_keeps_the_output_and_the_new_blocks_can_learn():
     assert deep.local_branch.enc3.blocks[2].body[-1].weight.grad.abs().sum() > 0  # zeroed, but not stuck
     with pytest.raises(ValueError, match="only adds blocks"):
         deepen(deep, (1, 1, 1))
+
+
+@pytest.mark.parametrize("blocks", [(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 1, 3)])
+def test_receptive_radius_is_how_far_the_output_depends_on_the_input(blocks):
+    config = NetConfig(width=4, blocks=blocks)
+    torch.manual_seed(0)
+    net = DBAFNet(config).double().eval()
+    for p in net.parameters():  # no zero weights, so every dependency shows in the gradient
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(1, 3, 160, 160, dtype=torch.double, requires_grad=True)
+    net(x).image[0, :, 80, 80].sum().backward()
+    reached = (x.grad.abs().sum((0, 1)) > 0).nonzero()
+    assert int((reached - 80).abs().max()) == receptive_radius(config)

@@ -197,7 +197,8 @@ def _add_deblur(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="lite", help="lite (bundled), paper (random weights) or a checkpoint path")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: chosen from free memory)")
-    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (blended)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="pixels shared by neighbouring tiles (blended; default: the network's receptive radius, 68 for lite)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16/fp16 only where measured faster and accurate; fp32 forces float32")
     p.add_argument("--strength", default="auto",

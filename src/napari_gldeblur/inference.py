@@ -62,7 +62,7 @@ from .devices import (  # noqa: F401 (public API)
     use_all_cores,
 )
 from .models import load_model, model_identity
-from .network import MULTIPLE, DBAFNet, pad_to_multiple
+from .network import MULTIPLE, DBAFNet, pad_to_multiple, receptive_radius
 from .strength import AUTO_STRENGTH_LEVELS, DEFAULT_MEASURE, auto_strength, change_ratio, check_strength, fine_detail, strength_note  # noqa: F401
 from .tiling import MIN_TILE, _Canvas, bytes_per_pixel, choose_tile, is_out_of_memory, memory_budget, speed_tile_area, tile_starts, tile_weights  # noqa: F401
 
@@ -263,23 +263,28 @@ class Deblurrer:
 
     ``model``: ``"lite"`` (bundled weights), ``"paper"`` (paper-size network, random weights), a checkpoint
     path, or a ``DBAFNet`` (copied, so the caller's network is untouched). ``tile``: tile side in pixels,
-    or None to choose from free memory. ``overlap``: pixels shared by neighbouring tiles (blended).
+    or None to choose from free memory. ``overlap``: pixels shared by neighbouring tiles (blended); None: the
+    network's receptive radius (``network.receptive_radius``, 68 px for the bundled model), so each tile's
+    blended border sees about the context the whole frame gives it.
     """
 
     def __init__(self, model: ModelSpec = "lite", device: Union[str, torch.device] = "auto",
-                 tile: Optional[int] = None, overlap: int = 32, precision: str = "auto",
+                 tile: Optional[int] = None, overlap: Optional[int] = None, precision: str = "auto",
                  all_channels: bool = False):
-        if tile is not None and (int(tile) < MIN_TILE // 2 or int(tile) <= 2 * int(overlap)):
-            raise ValueError(f"tile {tile} is too small: use at least {max(MIN_TILE // 2, 2 * overlap + 1)} px "
-                             f"(more than twice the {overlap} px overlap)")
-        if overlap < 0:
+        if overlap is not None and overlap < 0:
             raise ValueError(f"overlap must be >= 0, got {overlap}")
+        if tile is not None and int(tile) < MIN_TILE // 2:
+            raise ValueError(f"tile {tile} is too small: use at least {MIN_TILE // 2} px")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
+        overlap = receptive_radius(net.config) if overlap is None else int(overlap)
+        if tile is not None and int(tile) <= 2 * overlap:
+            raise ValueError(f"tile {tile} is too small: use at least {max(MIN_TILE // 2, 2 * overlap + 1)} px "
+                             f"(more than twice the {overlap} px overlap)")
         self.device = pick_device(device)
         if self.device.type == "cpu":
             use_all_cores()
-        net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
         self.model = model_identity(model, net)
         self.memory_format = memory_format(self.device)
         self.net = net.eval().to(self.device, memory_format=self.memory_format)

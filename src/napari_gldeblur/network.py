@@ -230,5 +230,15 @@ def deepen(net: DBAFNet, blocks: tuple[int, int, int]) -> DBAFNet:
     return deep
 
 
+def receptive_radius(config: NetConfig) -> int:
+    """Pixels from an output pixel to the farthest input pixel it depends on (eq. 1 through reconstruction).
+
+    14 px for the convs every config has, plus 2 / 4 / 8 px per residual block at the fine / middle / coarse
+    scale (two 3x3 convs at 1, 1/2, 1/4 resolution); tiles overlap by this much by default.
+    """
+    b1, b2, b3 = config.per_scale()
+    return 14 + 2 * b1 + 4 * b2 + 8 * b3
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
