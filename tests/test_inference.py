@@ -218,8 +218,9 @@ def test_tiles_overlap_by_the_receptive_radius_by_default():
     net = tiny_net()
     assert Deblurrer(net, device="cpu").overlap == receptive_radius(net.config)
     assert Deblurrer("lite", device="cpu").overlap == 68  # blocks (1, 1, 6)
+    assert Deblurrer("lite", device="cpu", tile=128).overlap == 42  # a third of a small tile the user chose
     with pytest.raises(ValueError, match="twice the 68 px overlap"):
-        Deblurrer("lite", device="cpu", tile=128)
+        Deblurrer("lite", device="cpu", tile=128, overlap=68)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])

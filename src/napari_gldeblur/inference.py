@@ -264,8 +264,8 @@ class Deblurrer:
     ``model``: ``"lite"`` (bundled weights), ``"paper"`` (paper-size network, random weights), a checkpoint
     path, or a ``DBAFNet`` (copied, so the caller's network is untouched). ``tile``: tile side in pixels,
     or None to choose from free memory. ``overlap``: pixels shared by neighbouring tiles (blended); None: the
-    network's receptive radius (``network.receptive_radius``, 68 px for the bundled model), so each tile's
-    blended border sees about the context the whole frame gives it.
+    network's receptive radius (``network.receptive_radius``, 68 px for the bundled model; at most a third of
+    ``tile``), so each tile's blended border sees about the context the whole frame gives it.
     """
 
     def __init__(self, model: ModelSpec = "lite", device: Union[str, torch.device] = "auto",
@@ -278,7 +278,9 @@ class Deblurrer:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         net = copy.deepcopy(model) if isinstance(model, DBAFNet) else load_model(model)
-        overlap = receptive_radius(net.config) if overlap is None else int(overlap)
+        if overlap is None:  # capped at a third of a tile the caller chose, so a small tile still works
+            overlap = receptive_radius(net.config) if tile is None else min(receptive_radius(net.config), int(tile) // 3)
+        overlap = int(overlap)
         if tile is not None and int(tile) <= 2 * overlap:
             raise ValueError(f"tile {tile} is too small: use at least {max(MIN_TILE // 2, 2 * overlap + 1)} px "
                              f"(more than twice the {overlap} px overlap)")
